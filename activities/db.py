@@ -1,0 +1,54 @@
+"""The project's database: one SQLModel engine per URL (SQLite file by default, PostgreSQL by URL).
+
+Only activities and CLI tools touch it, never workflow code. Tables live beside the code that owns
+them (``activities/records.py``, the delivery ledger) and are created on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+from settings import get_settings
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: settings), with every registered table created."""
+    url = url or get_settings().effective_database_url
+    with _lock:
+        if url not in _engines:
+            _engines[url] = _create(url)
+        return _engines[url]
+
+
+def _create(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(eng, "connect", _sqlite_pragmas)
+    else:
+        eng = create_engine(url, pool_pre_ping=True)
+    SQLModel.metadata.create_all(eng)
+    return eng
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def reset_engines() -> None:
+    """Forget cached engines (tests point DATABASE_URL at a fresh file)."""
+    with _lock:
+        for eng in _engines.values():
+            eng.dispose()
+        _engines.clear()

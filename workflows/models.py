@@ -1,0 +1,260 @@
+"""The incident workflow's public contract: its input, messages, queries and timeline.
+
+The CLI, the intake endpoint, the activities and the auditors' tools all speak these models; the
+workflow keeps its whole state in ``IncidentState`` so that continue-as-new can carry it over intact.
+Pure pydantic (serialised by ``temporalio.contrib.pydantic``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from playbooks.schema import Playbook, Severity
+
+IncidentStatusName = Literal["open", "acknowledged", "playbook_complete", "closed"]
+StepStatusName = Literal["running", "completed", "skipped", "failed", "cancelled"]
+SlaStateName = Literal["on_track", "warned", "breached", "paused", "met", "met_late", "stopped"]
+
+
+class BusinessCalendar(BaseModel):
+    """The team's working week, snapshotted into each incident so SLA maths never reads config."""
+
+    timezone: str = "America/Los_Angeles"
+    days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
+    start: time = time(9, 0)
+    end: time = time(17, 0)
+
+
+class SlaClock(BaseModel):
+    """One running SLA clock: pure data, advanced only by ``workflows.sla``.
+
+    ``banked`` is the counted time before the current running segment; ``running_since`` is None
+    while paused. Every threshold is measured in counted time (business or wall).
+    """
+
+    name: str  # step id, or "incident.acknowledge" / "incident.resolve"
+    kind: Literal["wall", "business"] = "wall"
+    started_at: datetime
+    due: timedelta
+    warn_at: timedelta | None = None
+    banked: timedelta = timedelta(0)
+    running_since: datetime | None = None
+    paused_total: timedelta = timedelta(0)
+    paused_since: datetime | None = None
+    warned_at: datetime | None = None
+    breached_at: datetime | None = None
+    stopped_at: datetime | None = None
+    due_at: datetime | None = None  # projected wall-clock deadline while running
+
+    @property
+    def state(self) -> SlaStateName:
+        if self.stopped_at is not None:
+            return "met_late" if self.breached_at else "met"
+        if self.breached_at is not None:
+            return "breached"
+        if self.running_since is None:
+            return "paused"
+        return "warned" if self.warned_at else "on_track"
+
+
+class TimelineEntry(BaseModel):
+    """One line of the human timeline: who did what, when, to which step, against which SLA."""
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str | None = None
+    kind: str
+    step: str | None = None
+    detail: str = ""
+    sla: SlaStateName | None = None
+    due_at: datetime | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class Decision(BaseModel):
+    actor: str
+    role: str
+    reason: str
+    decision: Literal["approve", "reject"]
+    at: datetime
+
+
+class PendingApproval(BaseModel):
+    """An approval step awaiting decisions; ``requested_by`` may not decide it."""
+
+    step_id: str
+    roles: list[str]
+    second_roles: list[str] | None = None
+    requested_by: str
+    requested_at: datetime
+    decisions: list[Decision] = Field(default_factory=list)
+    outcome: Literal["approved", "rejected"] | None = None
+
+
+class StepState(BaseModel):
+    step_id: str
+    kind: str
+    status: StepStatusName
+    owner: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+    detail: str = ""
+    branch_case: int | None = None  # chosen case, so a resumed run follows the same path
+    timer_fires_at: datetime | None = None
+    reminder_sent: bool = False
+
+
+class IncidentState(BaseModel):
+    """Everything the workflow knows; carried whole across continue-as-new."""
+
+    status: IncidentStatusName = "open"
+    severity: Severity
+    severity_history: list[tuple[datetime, Severity]] = Field(default_factory=list)
+    owner: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    opened_at: datetime
+    acknowledged_at: datetime | None = None
+    closed_at: datetime | None = None
+    resolution: str | None = None
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    approvals: dict[str, PendingApproval] = Field(default_factory=dict)
+    clocks: dict[str, SlaClock] = Field(default_factory=dict)
+    events_pending: dict[str, int] = Field(default_factory=dict)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    records_flushed: int = 0  # timeline entries already mirrored to the records database
+    sla_breached: bool = False
+    runs: int = 1
+
+
+class IncidentInput(BaseModel):
+    """Start argument of IncidentWorkflow: the playbook snapshot and the facts at open."""
+
+    incident_id: str
+    playbook: Playbook
+    playbook_hash: str
+    severity: Severity
+    summary: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    opened_by: str
+    calendar: BusinessCalendar = Field(default_factory=BusinessCalendar)
+    parent_incident_id: str | None = None
+    # Carried by continue-as-new; None on the first run.
+    state: IncidentState | None = None
+    # Tests force continue-as-new past this many history events (the server suggests it at 4,096).
+    continue_as_new_after_events: int | None = None
+
+
+class IncidentOutcome(BaseModel):
+    incident_id: str
+    status: IncidentStatusName
+    resolution: str | None
+    sla_breached: bool
+    time_to_acknowledge: timedelta | None
+    time_to_resolve: timedelta | None
+
+
+# --- Messages -----------------------------------------------------------------------------
+
+
+class ApprovalRequest(BaseModel):
+    """Sent by Update (``approve``/``reject``) or signal (``approve_signal``/``reject_signal``)."""
+
+    step_id: str
+    actor: str
+    role: str
+    reason: str = Field(min_length=1)
+
+
+class ApprovalResult(BaseModel):
+    step_id: str
+    outcome: Literal["approved", "rejected", "awaiting_second_approver"]
+
+
+class CommanderRequest(BaseModel):
+    """The commander's actions: ack, assign, escalate, note, close (all Updates)."""
+
+    actor: str
+    role: str = "ic"
+    to: str | None = None  # assign
+    severity: Severity | None = None  # escalate
+    reason: str = ""  # escalate, note text, close resolution
+
+
+class ExternalEvent(BaseModel):
+    """A named outside event (signal ``event``), e.g. ``law_enforcement_response``."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    actor: str = "system"
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class ClockView(BaseModel):
+    name: str
+    kind: str
+    state: SlaStateName
+    due_at: datetime | None
+    warn_at: datetime | None
+    remaining: timedelta | None  # counted time left (negative once breached)
+    paused_total: timedelta
+
+
+class IncidentStatus(BaseModel):
+    """Answer of the ``status`` query."""
+
+    incident_id: str
+    playbook: str
+    playbook_version: int
+    playbook_hash: str
+    summary: str
+    severity: Severity
+    status: IncidentStatusName
+    owner: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    closed_at: datetime | None
+    active_steps: list[StepState]
+    pending_approvals: list[PendingApproval]
+    clocks: list[ClockView]
+    sla_breached: bool
+    fields: dict[str, str]
+    as_of: datetime
+    run: int
+
+
+# --- Activity contract ----------------------------------------------------------------------
+
+
+class ActionRequest(BaseModel):
+    """Input of every integration activity: the operation's args plus who/why for idempotency."""
+
+    incident_id: str
+    step_id: str
+    operation: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = "sev2"
+    playbook: str = ""
+    # Stable across retries and replays: (incident, step, purpose). APIs without idempotency
+    # of their own keep a delivery ledger keyed by it.
+    idempotency_key: str
+
+
+class ActionResult(BaseModel):
+    ok: bool = True
+    detail: str = ""
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class RecordBatch(BaseModel):
+    """Timeline entries for the records activity to mirror into the database."""
+
+    incident_id: str
+    workflow_id: str
+    run_id: str
+    playbook: str
+    playbook_hash: str
+    entries: list[TimelineEntry]
+    snapshot: IncidentState | None = None
