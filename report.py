@@ -1,0 +1,345 @@
+"""The SLA and operations report: how the team performs against its playbooks' SLAs.
+
+Read only from the records database (the projection and SLA outcomes written by ``records.append``),
+never from Temporal, so it is cheap to run on demand (``incident report``) and every morning from a
+Temporal Schedule (``incident schedule daily-report``) that posts the summary to Slack.
+
+Definitions (the tests compute them by hand):
+- groups are (playbook, current severity); steps are SLA clocks by name, ``incident.acknowledge``
+  and ``incident.resolve`` included;
+- a clock's outcome is ``breached`` if it ever breached, ``pending`` while running, else ``warned``
+  (stopped after its warning) or ``met``; attainment = (met + warned) / (met + warned + breached);
+- time to acknowledge / resolve = acknowledged / closed minus opened; median and p90 interpolate
+  linearly between order statistics;
+- backlog = incidents not closed; past due = backlog with a running clock breached or past its due;
+- escalation rate = incidents whose severity changed or that ran an escalation / incidents.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
+from activities.records import IncidentRecord, SlaOutcome, records_engine, utc
+from playbooks.schema import format_duration, parse_duration
+
+OUTCOMES = ("met", "warned", "breached", "pending")
+
+
+class Counts(BaseModel):
+    """SLA clock outcomes and the share that did not breach."""
+
+    met: int = 0
+    warned: int = 0
+    breached: int = 0
+    pending: int = 0
+    attainment: float | None = None
+
+
+class GroupRow(Counts):
+    playbook: str
+    severity: str
+    incidents: int
+    open: int
+    past_due: int
+    escalated: int
+    escalation_rate: float | None
+    ack_median_s: float | None
+    ack_p90_s: float | None
+    resolve_median_s: float | None
+    resolve_p90_s: float | None
+
+
+class StepRow(Counts):
+    playbook: str
+    severity: str
+    step: str
+    clocks: int
+
+
+class Report(BaseModel):
+    generated_at: datetime
+    since: datetime | None
+    playbooks: list[str]
+    groups: list[GroupRow]
+    steps: list[StepRow]
+    total: GroupRow
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between order statistics (numpy's default), None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _counts(outcomes: Iterable[SlaOutcome]) -> dict[str, int | float | None]:
+    tally = {name: 0 for name in OUTCOMES}
+    for row in outcomes:
+        tally[row.outcome] += 1
+    decided = tally["met"] + tally["warned"] + tally["breached"]
+    rate = (tally["met"] + tally["warned"]) / decided if decided else None
+    return {**tally, "attainment": rate}
+
+
+def _past_due(outcomes: list[SlaOutcome], now: datetime) -> bool:
+    return any(
+        o.stopped_at is None
+        and (o.breached_at is not None or (o.due_at is not None and o.due_at <= now))
+        for o in outcomes
+    )
+
+
+def _seconds(start: datetime, end: datetime | None) -> float | None:
+    return None if end is None else (end - start).total_seconds()
+
+
+def _group(
+    key: tuple[str, str],
+    incidents: list[IncidentRecord],
+    clocks: dict[str, list[SlaOutcome]],
+    now: datetime,
+) -> GroupRow:
+    ack = [v for i in incidents if (v := _seconds(i.opened_at, i.acknowledged_at)) is not None]
+    res = [v for i in incidents if (v := _seconds(i.opened_at, i.closed_at)) is not None]
+    backlog = [i for i in incidents if i.status != "closed"]
+    escalated = sum(i.escalated for i in incidents)
+    return GroupRow(
+        playbook=key[0],
+        severity=key[1],
+        incidents=len(incidents),
+        open=len(backlog),
+        past_due=sum(_past_due(clocks[i.incident_id], now) for i in backlog),
+        escalated=escalated,
+        escalation_rate=escalated / len(incidents) if incidents else None,
+        ack_median_s=percentile(ack, 0.5),
+        ack_p90_s=percentile(ack, 0.9),
+        resolve_median_s=percentile(res, 0.5),
+        resolve_p90_s=percentile(res, 0.9),
+        **_counts(o for i in incidents for o in clocks[i.incident_id]),
+    )
+
+
+def load(
+    since: datetime | None, playbooks: list[str], url: str | None = None
+) -> tuple[list[IncidentRecord], dict[str, list[SlaOutcome]]]:
+    """The incidents in scope and their SLA outcomes, in two queries."""
+    with Session(records_engine(url)) as s:
+        query = select(IncidentRecord)
+        if since is not None:
+            query = query.where(IncidentRecord.opened_at >= utc(since))
+        if playbooks:
+            query = query.where(IncidentRecord.playbook.in_(playbooks))  # type: ignore[attr-defined]
+        incidents = list(s.exec(query).all())
+        ids = {i.incident_id for i in incidents}
+        clocks: dict[str, list[SlaOutcome]] = defaultdict(list)
+        for row in s.exec(select(SlaOutcome)).all():
+            if row.incident_id in ids:
+                clocks[row.incident_id].append(row)
+    return incidents, clocks
+
+
+def build_report(
+    since: datetime | None = None,
+    playbooks: list[str] | None = None,
+    now: datetime | None = None,
+    url: str | None = None,
+) -> Report:
+    """Compute every figure of the report; ``now`` decides what is past due."""
+    now = now or datetime.now(UTC)
+    incidents, clocks = load(since, playbooks or [], url)
+    by_group: dict[tuple[str, str], list[IncidentRecord]] = defaultdict(list)
+    by_step: dict[tuple[str, str, str], list[SlaOutcome]] = defaultdict(list)
+    for incident in incidents:
+        by_group[(incident.playbook, incident.severity)].append(incident)
+        for clock in clocks[incident.incident_id]:
+            by_step[(incident.playbook, incident.severity, clock.clock)].append(clock)
+    return Report(
+        generated_at=now,
+        since=since,
+        playbooks=playbooks or [],
+        groups=[_group(k, v, clocks, now) for k, v in sorted(by_group.items())],
+        steps=[
+            StepRow(playbook=k[0], severity=k[1], step=k[2], clocks=len(v), **_counts(v))
+            for k, v in sorted(by_step.items())
+        ],
+        total=_group(("*", "*"), incidents, clocks, now),
+    )
+
+
+# --- Rendering ----------------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "level", "playbook", "severity", "step", "count", "open", "past_due", "escalation_rate",
+    "ack_median_s", "ack_p90_s", "resolve_median_s", "resolve_p90_s",
+    "met", "warned", "breached", "pending", "attainment",
+]  # fmt: skip
+
+
+def to_csv(report: Report) -> str:
+    """One flat table: a row per group, per step and the total (``level`` tells which)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for level, row in [("group", g) for g in report.groups] + [("total", report.total)]:
+        data = row.model_dump()
+        writer.writerow(
+            {k: data.get(k) for k in CSV_COLUMNS}
+            | {"level": level, "step": "", "count": row.incidents}
+        )
+    for step in report.steps:
+        data = step.model_dump()
+        writer.writerow(
+            {k: data.get(k) for k in CSV_COLUMNS} | {"level": "step", "count": step.clocks}
+        )
+    return buffer.getvalue()
+
+
+def to_json(report: Report) -> str:
+    return report.model_dump_json(indent=2)
+
+
+def _dur(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(timedelta(seconds=round(seconds)))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def to_table(report: Report) -> str:
+    """Two rich tables (groups, then steps) rendered to plain text."""
+    from rich.console import Console
+    from rich.table import Table
+
+    groups = Table(title="Incidents by playbook and severity")
+    for name in ("playbook", "sev", "n", "open", "past due", "ack p50", "ack p90", "resolve p50",
+                 "resolve p90", "escalated", "met", "warned", "breached", "attain"):  # fmt: skip
+        groups.add_column(name)
+    for g in [*report.groups, report.total]:
+        groups.add_row(
+            g.playbook, g.severity, str(g.incidents), str(g.open), str(g.past_due),
+            _dur(g.ack_median_s), _dur(g.ack_p90_s), _dur(g.resolve_median_s),
+            _dur(g.resolve_p90_s), _pct(g.escalation_rate), str(g.met), str(g.warned),
+            str(g.breached), _pct(g.attainment),
+        )  # fmt: skip
+    steps = Table(title="SLA attainment by step")
+    for name in ("playbook", "sev", "step", "clocks", "met", "warned", "breached", "pending",
+                 "attain"):  # fmt: skip
+        steps.add_column(name)
+    for s in report.steps:
+        steps.add_row(
+            s.playbook, s.severity, s.step, str(s.clocks), str(s.met), str(s.warned),
+            str(s.breached), str(s.pending), _pct(s.attainment),
+        )  # fmt: skip
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console.print(groups)
+    console.print(steps)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def summary_text(report: Report, window: str) -> str:
+    """A few lines for Slack: volume, backlog, attainment, worst steps, speed, escalations."""
+    t = report.total
+    worst = sorted((s for s in report.steps if s.breached), key=lambda s: (-s.breached, s.step))
+    lines = [
+        f"*Incident report, last {window}* ({report.generated_at:%Y-%m-%d %H:%M} UTC)",
+        f"{t.incidents} incidents, {t.open} open, {t.past_due} open and past due",
+        f"SLA attainment {_pct(t.attainment)} (met {t.met}, warned {t.warned}, "
+        f"breached {t.breached}, pending {t.pending})",
+        f"Time to acknowledge p50 {_dur(t.ack_median_s)} / p90 {_dur(t.ack_p90_s)}; "
+        f"to resolve p50 {_dur(t.resolve_median_s)} / p90 {_dur(t.resolve_p90_s)}",
+        f"Escalation rate {_pct(t.escalation_rate)}",
+    ]
+    if worst:
+        top = ", ".join(f"{s.playbook}/{s.step} ({s.breached})" for s in worst[:3])
+        lines.append(f"Most breaches: {top}")
+    return "\n".join(lines)
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``2026-01-31``, an ISO date-time, or a look-back such as ``7d`` / ``24h``."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def report_command(
+    since: str | None = typer.Option(None, help="Opened on/after: 2026-01-31, ISO time, or 7d"),
+    playbook: list[str] = typer.Option([], "--playbook", help="Only these playbooks (repeat)"),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json"),
+    chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart here"),
+) -> None:
+    """SLA and operations report per playbook, severity and step."""
+    report = build_report(parse_since(since), playbook)
+    render = {Format.table: to_table, Format.csv: to_csv, Format.json: to_json}[format]
+    typer.echo(render(report), nl=False)
+    if chart is not None:
+        from report_chart import write_chart
+
+        write_chart(report, load(report.since, report.playbooks)[0], chart)
+        typer.echo(f"chart written to {chart}", err=True)
+
+
+schedule_app = typer.Typer(help="Temporal Schedules of critical-response.", no_args_is_help=True)
+
+
+@schedule_app.command("daily-report")
+def daily_report_command(
+    at: str = typer.Option("09:00", help="Local time of day, HH:MM"),
+    timezone: str | None = typer.Option(None, help="IANA zone (default: the business timezone)"),
+    channel: str | None = typer.Option(None, help="Slack channel (default: the team channel)"),
+    window: str = typer.Option("24h", help="Look-back of each report"),
+) -> None:
+    """Create (or update) the Schedule that posts the report summary every day."""
+    import asyncio
+
+    from connection import connect
+    from settings import get_settings
+    from workflows.daily_report import create_daily_schedule
+
+    settings = get_settings()
+
+    async def go() -> str:
+        client = await connect(settings)
+        return await create_daily_schedule(
+            client,
+            at=at,
+            timezone=timezone or settings.business_timezone,
+            channel=channel or settings.default_slack_channel,
+            window=window,
+            task_queue=settings.task_queue,
+        )
+
+    typer.echo(asyncio.run(go()))
+    # A Temporal client was used: end without interpreter teardown (sdk-python issue 300).
+    sys.stdout.flush()
+    os._exit(0)

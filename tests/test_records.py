@@ -1,0 +1,228 @@
+"""records.append: audit rows, projection and SLA outcomes for a full incident, field by field.
+
+The batches are built by hand the way the incident workflow sends them (new entries in seq order plus
+a snapshot), delivered through Temporal's ``ActivityEnvironment`` with the redeliveries an activity
+retry produces.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from sqlmodel import Session, select
+from temporalio.testing import ActivityEnvironment
+
+from activities import records
+from activities.records import (
+    GENESIS,
+    AuditRow,
+    IncidentRecord,
+    RecordsMeta,
+    SlaOutcome,
+    row_digest,
+)
+from audit_verify import verify
+from tests.records_db import PG_URL, at, batch, clock, entry, records_url, state
+
+pytestmark = pytest.mark.usefixtures(records_url.__name__)
+
+TIMELINE = [
+    entry(0, 0, "alice", "opened", role="ic", detail="opened from playbook account-takeover"),
+    entry(1, 1, "system", "step_started", step="contain", sla="on_track", due_at=at(31)),
+    entry(2, 8, "alice", "acknowledged", role="ic"),
+    entry(3, 20, "bob", "approved", role="legal", step="legal-review", detail="lawful basis ok"),
+    entry(4, 25, "system", "sla_warned", step="contain", sla="warned", due_at=at(31)),
+    entry(5, 27, "carol", "escalated", role="mgr", detail="sev2 -> sev1", data={"to": "sev1"}),
+    entry(6, 90, "alice", "closed", role="ic", detail="account restored"),
+]
+
+
+def _snapshot(upto: int, **kw):
+    """The workflow's state after entry ``upto`` (the clocks as they stood then)."""
+    contain = {"warn": 20, "warned": 25} if upto >= 4 else {"warn": 20}
+    clocks = {
+        "incident.acknowledge": clock("incident.acknowledge", 15, stopped=8 if upto >= 2 else None),
+        "contain": clock("contain", 30, base=at(1), **contain, stopped=60 if upto >= 6 else None),
+    }
+    if upto >= 6:
+        clocks["incident.resolve"] = clock("incident.resolve", 60, breached=60, stopped=90)
+    values = {
+        "status": "closed" if upto >= 6 else ("acknowledged" if upto >= 2 else "open"),
+        "acknowledged_at": at(8) if upto >= 2 else None,
+        "closed_at": at(90) if upto >= 6 else None,
+        "resolution": "account restored" if upto >= 6 else None,
+        "severity": "sev1" if upto >= 5 else "sev2",
+        "severity_history": [(at(0), "sev2")] + ([(at(27), "sev1")] if upto >= 5 else []),
+        "sla_breached": upto >= 6,
+        "clocks": clocks,
+        "runs": 2 if upto >= 4 else 1,
+    }
+    values.update(kw)
+    return state(TIMELINE[: upto + 1], **values)
+
+
+def _batches():
+    """Four deliveries; the last two come from the second run (after continue-as-new)."""
+    return [
+        batch("ato-1", TIMELINE[0:2], _snapshot(1)),
+        batch("ato-1", TIMELINE[2:4], _snapshot(3)),
+        batch("ato-1", TIMELINE[4:6], _snapshot(5), run_id="run-2"),
+        batch("ato-1", TIMELINE[6:7], _snapshot(6), run_id="run-2"),
+    ]
+
+
+async def _deliver_full_incident() -> list[dict[str, int]]:
+    env = ActivityEnvironment()
+    b = _batches()
+    order = [b[0], b[1], b[1], b[2], b[0], b[3], b[3], b[1]]  # retries and late redeliveries
+    return [await env.run(records.append, item) for item in order]
+
+
+async def test_full_incident_audit_rows_match_timeline_field_by_field():
+    results = await _deliver_full_incident()
+    assert [r["written"] for r in results] == [2, 2, 0, 2, 0, 1, 0, 0]
+    assert [r["skipped"] for r in results] == [0, 0, 2, 0, 2, 0, 1, 2]
+    with Session(records.records_engine()) as s:
+        rows = list(s.exec(select(AuditRow).order_by(AuditRow.id)).all())
+    assert [r.id for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    runs = ["run-1"] * 4 + ["run-2"] * 3
+    for row, expected, run_id in zip(rows, TIMELINE, runs, strict=True):
+        assert row.incident_id == "ato-1"
+        assert row.seq == expected.seq
+        assert row.at == expected.at
+        assert row.actor == expected.actor
+        assert row.role == expected.role
+        assert row.action == expected.kind
+        assert row.step == expected.step
+        assert row.detail == expected.detail
+        assert row.sla == expected.sla
+        assert row.due_at == expected.due_at
+        assert json.loads(row.data) == expected.data
+        assert (row.workflow_id, row.run_id) == ("incident-ato-1", run_id)
+        assert (row.playbook, row.playbook_hash) == (
+            "account-takeover",
+            "sha256:account-takeover-v1",
+        )
+        assert row.row_hash == row_digest(row)
+    assert rows[0].prev_log_hash == rows[0].prev_incident_hash == GENESIS
+    for prev, row in zip(rows, rows[1:], strict=False):
+        assert row.prev_log_hash == row.prev_incident_hash == prev.row_hash
+    assert verify().ok
+
+
+async def test_projection_and_sla_outcomes_follow_the_latest_snapshot():
+    await _deliver_full_incident()  # the late redelivery of batch 1 must not roll anything back
+    final = _snapshot(6)
+    with Session(records.records_engine()) as s:
+        rec = s.get(IncidentRecord, "ato-1")
+        outcomes = {o.clock: o for o in s.exec(select(SlaOutcome)).all()}
+    assert rec is not None
+    assert (rec.playbook, rec.playbook_hash) == ("account-takeover", "sha256:account-takeover-v1")
+    assert (rec.workflow_id, rec.run_id, rec.runs) == ("incident-ato-1", "run-2", 2)
+    assert (rec.status, rec.severity, rec.owner) == ("closed", "sev1", "alice")
+    assert json.loads(rec.severity_history) == [
+        ["2026-03-02T09:00:00.000000+00:00", "sev2"],
+        ["2026-03-02T09:27:00.000000+00:00", "sev1"],
+    ]
+    assert rec.opened_at == final.opened_at
+    assert rec.acknowledged_at == final.acknowledged_at
+    assert rec.closed_at == final.closed_at
+    assert rec.resolution == "account restored"
+    assert (rec.sla_breached, rec.escalated, rec.last_seq) == (True, True, 6)
+    assert set(outcomes) == set(final.clocks)
+    for name, expected in final.clocks.items():
+        got = outcomes[name]
+        assert got.scope == ("incident" if name.startswith("incident.") else "step")
+        assert got.kind == expected.kind
+        assert got.started_at == expected.started_at
+        assert got.due_seconds == expected.due.total_seconds()
+        assert got.warn_seconds == (expected.warn_at.total_seconds() if expected.warn_at else None)
+        assert got.due_at == expected.due_at
+        assert got.warned_at == expected.warned_at
+        assert got.breached_at == expected.breached_at
+        assert got.stopped_at == expected.stopped_at
+        assert got.paused_seconds == expected.paused_total.total_seconds()
+        assert got.state == expected.state
+    assert {n: o.outcome for n, o in outcomes.items()} == {
+        "incident.acknowledge": "met",
+        "contain": "warned",
+        "incident.resolve": "breached",
+    }
+
+
+async def test_two_incidents_keep_their_own_chain_and_the_log_chain():
+    env = ActivityEnvironment()
+    a = [entry(i, i, "alice", "note") for i in range(3)]
+    b = [entry(i, i, "bob", "note") for i in range(2)]
+    for item in (
+        batch("a", a[:1], state(a[:1])),
+        batch("b", b[:1], state(b[:1])),
+        batch("a", a[1:], state(a)),
+        batch("b", b[1:], state(b)),
+    ):
+        await env.run(records.append, item)
+    with Session(records.records_engine()) as s:
+        rows = list(s.exec(select(AuditRow).order_by(AuditRow.id)).all())
+    assert [(r.incident_id, r.seq) for r in rows] == [
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("a", 2),
+        ("b", 1),
+    ]
+    by_id = {r.id: r for r in rows}
+    assert by_id[2].prev_log_hash == by_id[1].row_hash
+    assert by_id[2].prev_incident_hash == GENESIS
+    assert by_id[3].prev_log_hash == by_id[2].row_hash
+    assert by_id[3].prev_incident_hash == by_id[1].row_hash
+    assert by_id[5].prev_incident_hash == by_id[2].row_hash
+    assert by_id[5].prev_log_hash == by_id[4].row_hash
+
+
+def test_concurrent_writers_extend_one_unbroken_chain():
+    """Eight threads append at once (as activity slots do); the head lock keeps one chain."""
+    records.records_engine()
+
+    def worker(n: int) -> None:
+        for seq in range(5):
+            item = entry(seq, seq, f"user{n}", "note")
+            records.write_batch(batch(f"inc-{n}", [item], state([item])))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with Session(records.records_engine()) as s:
+        ids = s.exec(select(AuditRow.id).order_by(AuditRow.id)).all()
+    assert list(ids) == list(range(1, 41))
+    verdict = verify()
+    assert verdict.ok and verdict.rows == 40
+
+
+def test_schema_version_is_recorded_and_a_newer_schema_refused():
+    eng = records.records_engine()
+    with Session(eng) as s:
+        meta = s.get(RecordsMeta, "schema_version")
+        assert meta is not None and meta.value == str(records.SCHEMA_VERSION) == "1"
+        meta.value = "99"
+        s.add(meta)
+        s.commit()
+    records._ready.clear()
+    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+        records.records_engine()
+
+
+def test_postgresql_backend_in_use():
+    """The suite runs against PostgreSQL when TEST_DATABASE_URL is set (see tests/records_db.py)."""
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: no PostgreSQL server to run the suite against")
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(PG_URL)
+    with eng.connect() as conn:
+        assert conn.execute(text("select 1")).scalar() == 1
+    assert eng.dialect.name == "postgresql"
+    eng.dispose()

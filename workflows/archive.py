@@ -1,0 +1,58 @@
+"""ArchiveIncidentWorkflow: keep an incident's Temporal history after retention deletes it.
+
+The incident workflow starts this as a child at close (``parent_close_policy=ABANDON``), so the
+archive survives the parent's completion and a worker dying at that moment: the child's start is
+recorded in the parent's history, and its one activity (``records.archive_history``) is retried by
+the server until the parent run is closed and every run of its continue-as-new chain is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+ARCHIVE_ACTIVITY = "records.archive_history"
+
+
+class ArchiveRequest(BaseModel):
+    """Which incident workflow run to archive (the run that closes; earlier runs are followed)."""
+
+    incident_id: str
+    workflow_id: str
+    run_id: str
+
+
+class ArchiveResult(BaseModel):
+    incident_id: str
+    archived_runs: list[str] = Field(default_factory=list)  # newly stored, oldest first
+    already_archived: list[str] = Field(default_factory=list)
+    missing_runs: list[str] = Field(default_factory=list)  # gone from Temporal before archiving
+
+
+def archive_workflow_id(incident_id: str, run_id: str) -> str:
+    """One archive workflow per closing run, so re-archiving after a reset never collides."""
+    return f"archive-{incident_id}-{run_id}"
+
+
+@workflow.defn(name="ArchiveIncidentWorkflow")
+class ArchiveIncidentWorkflow:
+    @workflow.run
+    async def run(self, request: ArchiveRequest) -> ArchiveResult:
+        # The activity fails (retryably) while the incident run is still open; backoff caps at
+        # one minute so a close is archived promptly, and retries go on for up to 30 days.
+        return await workflow.execute_activity(
+            ARCHIVE_ACTIVITY,
+            request,
+            result_type=ArchiveResult,
+            start_to_close_timeout=timedelta(minutes=10),
+            schedule_to_close_timeout=timedelta(days=30),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(minutes=1),
+                non_retryable_error_types=["IncidentNotFound"],
+            ),
+        )
