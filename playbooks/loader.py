@@ -28,7 +28,7 @@ BUILTIN_FIELDS = frozenset(
     {"incident_id", "summary", "severity", "playbook", "opened_by", "owner", "step_id"}
 )
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9_.]+$")  # what workflows.rules.render substitutes
 # Model-level schema errors whose message names one key: point lint at that key when present.
 _FOCUS = (
     ("warn_at must come before", ("warn_at",)),
@@ -234,7 +234,7 @@ def _semantic_problems(data: dict[str, Any], root: yaml.Node, stem: str) -> list
         if step.get("kind") == "branch":
             later = [s.get("id") for s in siblings[index + 1 :] if isinstance(s, dict)]
             problems += _branch_problems(step, loc, set(ids), later, facts)
-    return problems + _template_problems(data, (), declared | BUILTIN_FIELDS)
+    return problems + _template_problems(data, (), facts | BUILTIN_FIELDS)
 
 
 def _list(value: Any) -> list[Any]:
@@ -325,7 +325,7 @@ def _template_problems(value: Any, loc: Loc, known: set[str]) -> list[Problem]:
         return []
     names = [m.strip() for m in _TEMPLATE.findall(value)]
     return [
-        (loc, f"template {{{{ {name} }}}} names neither a declared field nor a built-in")
+        (loc, f"template {{{{ {name} }}}} is not a declared field, built-in or decision.<id>")
         for name in names
         if not _NAME.match(name) or name not in known
     ]

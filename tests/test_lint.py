@@ -237,7 +237,26 @@ def test_template_names_must_be_declared_fields_or_built_ins(tmp_path: Path) -> 
     """
     [error] = lint_file(write(tmp_path, OPEN_CASE + block(steps)))
     assert where([error]) == [(17, "steps[1].args.text")]
-    assert error.message.startswith("template {{ requester }} names neither")
+    assert error.message.startswith("template {{ requester }} is not a declared field")
+
+
+def test_templates_may_read_decisions_of_approval_steps(tmp_path: Path) -> None:
+    steps = """\
+      - {id: decide_it, kind: approval, owner: legal, roles: [legal]}
+      - id: tell
+        kind: action
+        owner: lers
+        activity: notify.slack
+        args:
+          text: "{{ decision.decide_it }} / {{ decision.open-case }} / {{ decision.nope }}"
+    """
+    errors = lint_file(write(tmp_path, OPEN_CASE + block(steps)))
+    # rules.render only fills names of letters, digits, _ and ., so a hyphenated id never renders.
+    assert where(errors) == [(18, "steps[2].args.text"), (18, "steps[2].args.text")]
+    assert [e.message.split(" is ")[0] for e in errors] == [
+        "template {{ decision.open-case }}",
+        "template {{ decision.nope }}",
+    ]
 
 
 def test_until_field_must_be_declared(tmp_path: Path) -> None:
