@@ -59,6 +59,63 @@ class Settings(BaseSettings):
     pagerduty_url: str | None = None
     slack_webhook_url: str | None = None
     default_slack_channel: str = "#tns-critical-response"
+    # Salesforce auth: "client_credentials" (My Domain host only) or "jwt" (RS256 bearer assertion).
+    salesforce_auth_flow: str = "client_credentials"
+    salesforce_login_url: str | None = None  # JWT token host; defaults to the base URL
+    salesforce_username: str = ""  # JWT `sub`
+    salesforce_jwt_audience: str = "https://login.salesforce.com"
+    salesforce_private_key: SecretStr | None = None  # PEM text, or a file:
+    salesforce_private_key_file: Path | None = None
+    # Daily REQUEST_LIMIT_EXCEEDED: retrying sooner only burns the next day's allowance.
+    salesforce_limit_retry_seconds: float = 3600.0
+    sandbox_salesforce_daily_limit: int = 15000
+    pagerduty_routing_key: SecretStr = SecretStr("sandbox0routing0key0000000000000")
+    pagerduty_routing_keys: dict[str, str] = Field(default_factory=dict)  # policy -> key
+    pagerduty_retry_delay_seconds: float = 30.0  # PagerDuty documents ~30 s between retries
+    slack_api_url: str | None = None
+    slack_bot_token: SecretStr | None = None  # set: chat.postMessage; unset: incoming webhook
+    twilio_api_url: str | None = None
+    twilio_account_sid: str = "AC" + "0" * 32
+    twilio_auth_token: SecretStr = SecretStr("sandbox-token")
+    twilio_from_number: str = "+15005550006"
+    email_transport: str = "sendgrid"  # or "smtp"
+    email_from: str = "critical-response@example.com"
+    sendgrid_api_url: str | None = None
+    sendgrid_api_key: SecretStr = SecretStr("SG.sandbox")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    http_timeout_seconds: float = 10.0
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 8788
+    intake_webhook_secret: SecretStr | None = None  # "whsec_..."; sandbox mode has a dev default
+    intake_rules_file: Path | None = None
+
+    @property
+    def effective_salesforce_url(self) -> str:
+        return (self.salesforce_base_url or f"{self.sandbox_url}/salesforce").rstrip("/")
+
+    @property
+    def effective_pagerduty_url(self) -> str:
+        return self.pagerduty_url or f"{self.sandbox_url}/pagerduty/v2/enqueue"
+
+    @property
+    def effective_slack_webhook_url(self) -> str:
+        return self.slack_webhook_url or f"{self.sandbox_url}/slack/services/T0000/B0000/sandbox"
+
+    @property
+    def effective_slack_api_url(self) -> str:
+        return (self.slack_api_url or f"{self.sandbox_url}/slack/api").rstrip("/")
+
+    @property
+    def effective_twilio_url(self) -> str:
+        return (self.twilio_api_url or f"{self.sandbox_url}/twilio").rstrip("/")
+
+    @property
+    def effective_sendgrid_url(self) -> str:
+        return (self.sendgrid_api_url or f"{self.sandbox_url}/sendgrid").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,257 @@
+"""Case intake: the HTTP endpoint where a Salesforce case or safety alert becomes an incident.
+
+A request is verified by the Standard Webhooks scheme (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``; timestamps more than five minutes off are rejected) using the
+``standardwebhooks`` package, mapped to a playbook and severity by routing rules (first match wins;
+a YAML/JSON file named by ``CR_INTAKE_RULES_FILE``, else ``DEFAULT_RULES``), and opened through
+``incident_service.open_incident`` with an incident id derived from the source record, so the same
+case delivered twice opens one incident. Anything unsigned or malformed gets a 4xx JSON error and
+opens nothing. Run it with ``python -m intake`` (``CR_INTAKE_HOST``/``CR_INTAKE_PORT``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connection import connect
+from playbooks.schema import SEVERITIES, Severity
+from settings import Settings, get_settings
+
+Opener = Callable[..., Awaitable[Any]]
+MAX_BODY_BYTES = 1_000_000
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Only when no real vendor is configured (laptop + sandbox); production must set the secret.
+DEV_SECRET = "whsec_" + base64.b64encode(b"critical-response-sandbox-intake").decode()
+SOURCE_PREFIX = {"salesforce.case": "sf", "safety.alert": "alert"}
+DEFAULT_RULES: list[dict[str, Any]] = [
+    {"match": {"data.category": "emergency_disclosure"}, "playbook": "emergency-disclosure",
+     "severity": "sev0"},
+    {"match": {"type": "safety.alert", "data.kind": ["threat_to_life", "self_harm"]},
+     "playbook": "emergency-disclosure", "severity": "sev0"},
+    {"match": {"data.category": "preservation"}, "playbook": "preservation-request",
+     "severity": "sev2"},
+]  # fmt: skip
+log = structlog.get_logger("intake")
+
+
+class RoutingRule(BaseModel):
+    """Route events whose dotted paths equal (or are one of) the given values to a playbook."""
+
+    match: dict[str, str | list[str]] = Field(default_factory=dict)
+    playbook: str
+    severity: Severity | None = None
+
+
+class IntakeEvent(BaseModel):
+    """The webhook body (Standard Webhooks convention: ``type``, ``timestamp``, ``data``)."""
+
+    type: str = Field(min_length=1, max_length=100)
+    timestamp: str | None = None
+    data: dict[str, Any]
+
+
+def load_rules(settings: Settings) -> list[RoutingRule]:
+    """The routing rules from ``CR_INTAKE_RULES_FILE`` (YAML or JSON: a list, or {rules: [...]})."""
+    raw: Any = DEFAULT_RULES
+    if settings.intake_rules_file is not None:
+        raw = yaml.safe_load(Path(settings.intake_rules_file).read_text())
+        raw = raw.get("rules", []) if isinstance(raw, dict) else raw
+    return [RoutingRule.model_validate(rule) for rule in raw]
+
+
+def _lookup(event: dict[str, Any], path: str) -> Any:
+    value: Any = event
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def route(event: dict[str, Any], rules: list[RoutingRule]) -> RoutingRule | None:
+    """The first rule all of whose conditions hold (case-insensitive string comparison)."""
+    for rule in rules:
+        ok = True
+        for path, expected in rule.match.items():
+            options = expected if isinstance(expected, list) else [expected]
+            actual = str(_lookup(event, path) or "").casefold()
+            ok = ok and actual in {o.casefold() for o in options}
+        if ok:
+            return rule
+    return None
+
+
+def incident_id_for(event: IntakeEvent) -> str:
+    """Stable id from the source record, so redelivery and replays hit the same incident."""
+    given = event.data.get("incident_id")
+    if given:
+        return str(given)
+    source_id = event.data.get("id") or event.data.get("case_id") or event.data.get("alert_id")
+    if not source_id:
+        raise ValueError("data.id is required")
+    prefix = next((p for t, p in SOURCE_PREFIX.items() if event.type.startswith(t)), "ext")
+    return f"{prefix}-{source_id}"
+
+
+def _fields(event: IntakeEvent) -> dict[str, str]:
+    out = {"source_type": event.type}
+    for key, value in event.data.items():
+        if isinstance(value, str | int | float | bool) and re.fullmatch(r"[A-Za-z0-9_]{1,64}", key):
+            out[key] = str(value)
+    return out
+
+
+def _severity(event: IntakeEvent, rule: RoutingRule) -> str | None:
+    if rule.severity:
+        return rule.severity
+    given = str(event.data.get("severity") or "").lower()
+    return given if given in SEVERITIES else None
+
+
+def _error(status: int, error: str, detail: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status)
+
+
+def _verify(secret: str, body: bytes, request: Request) -> JSONResponse | None:
+    headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
+    if not all(h in headers for h in ("webhook-id", "webhook-timestamp", "webhook-signature")):
+        return _error(401, "missing_signature", "webhook-id, -timestamp and -signature required")
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except Exception as exc:  # the package raises several types for bad headers
+        message = str(exc)
+        if "too old" in message or "too new" in message:
+            return _error(401, "stale_timestamp", message)
+        return _error(401, "bad_signature", message or "signature does not verify")
+    return None
+
+
+async def receive(request: Request) -> Response:
+    """POST /webhooks/intake: verify, parse, route, open (idempotently)."""
+    app = request.app.state
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+    if problem := _verify(app.secret, body, request):
+        log.warning("intake.rejected", error=json.loads(problem.body)["error"])
+        return problem
+    try:
+        raw = json.loads(body)
+        event = IntakeEvent.model_validate(raw)
+        incident_id = incident_id_for(event)
+    except json.JSONDecodeError as exc:
+        return _error(400, "malformed_body", f"not JSON: {exc.msg}")
+    except (ValidationError, ValueError) as exc:
+        detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else str(exc)
+        return _error(422, "invalid_payload", detail)
+    if not ID_RE.match(incident_id):
+        return _error(422, "invalid_payload", "record id has unsupported characters")
+    rule = route(raw, app.rules)
+    if rule is None:
+        return _error(422, "no_route", f"no routing rule matches event type {event.type!r}")
+    return await _open(request, event, rule, incident_id)
+
+
+async def _open(
+    request: Request, event: IntakeEvent, rule: RoutingRule, incident_id: str
+) -> Response:
+    summary = str(event.data.get("subject") or event.data.get("summary") or event.type)
+    severity = _severity(event, rule)
+    try:
+        result = await request.app.state.opener(
+            playbook=rule.playbook, severity=severity, summary=summary[:500],
+            fields=_fields(event), incident_id=incident_id, opened_by=f"intake:{event.type}",
+        )  # fmt: skip
+    except (ValueError, LookupError) as exc:
+        return _error(422, "cannot_open", str(exc))
+    except Exception as exc:  # Temporal unreachable etc.: let the sender retry later
+        log.error("intake.open_failed", incident_id=incident_id, error=type(exc).__name__)
+        return _error(503, "unavailable", "could not open the incident now; retry")
+    log.info("intake.received", incident_id=incident_id, playbook=rule.playbook,
+             created=result.created)  # fmt: skip
+    body = {
+        "incident_id": result.incident_id, "workflow_id": result.workflow_id,
+        "run_id": result.run_id, "created": result.created, "playbook": rule.playbook,
+        "severity": severity,
+    }  # fmt: skip
+    return JSONResponse(body, 201 if result.created else 200)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def webhook_secret(settings: Settings) -> str:
+    if settings.intake_webhook_secret is not None:
+        return settings.intake_webhook_secret.get_secret_value()
+    if settings.salesforce_base_url is None:
+        return DEV_SECRET
+    raise RuntimeError("CR_INTAKE_WEBHOOK_SECRET must be set when real endpoints are configured")
+
+
+def _temporal_opener(settings: Settings) -> Opener:
+    """Open through the lead's incident service with one lazily connected Temporal client."""
+    client: list[Any] = []
+
+    async def opener(**kwargs: Any) -> Any:
+        from incident_service import open_incident  # the lead's module; imported when used
+
+        if not client:
+            client.append(await connect(settings))
+        return await open_incident(client[0], **kwargs)
+
+    return opener
+
+
+def create_app(settings: Settings | None = None, opener: Opener | None = None) -> Starlette:
+    """The intake app; tests inject ``opener`` (same keyword arguments as ``open_incident``)."""
+    settings = settings or get_settings()
+    app = Starlette(
+        routes=[
+            Route("/webhooks/intake", receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+    app.state.secret = webhook_secret(settings)
+    app.state.rules = load_rules(settings)
+    app.state.opener = opener or _temporal_opener(settings)
+    return app
+
+
+def build_server(settings: Settings | None = None, opener: Opener | None = None) -> uvicorn.Server:
+    """A uvicorn server for the intake app on ``CR_INTAKE_HOST``:``CR_INTAKE_PORT``."""
+    settings = settings or get_settings()
+    config = uvicorn.Config(
+        create_app(settings, opener), host=settings.intake_host, port=settings.intake_port,
+        log_level="warning", access_log=False, lifespan="off",
+    )  # fmt: skip
+    return uvicorn.Server(config)
+
+
+def main() -> None:
+    import logs
+
+    logs.configure()
+    settings = get_settings()
+    print(f"intake on http://{settings.intake_host}:{settings.intake_port}/webhooks/intake",
+          flush=True)  # fmt: skip
+    build_server(settings).run()
+
+
+if __name__ == "__main__":
+    main()

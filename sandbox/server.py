@@ -1,0 +1,78 @@
+"""Running the sandbox: a uvicorn server in a background thread (tests, the embedded stack) or in
+the foreground (``python -m sandbox``).
+
+The server also owns the "drop the connection" fault: only the server knows the client's
+transport, so it hands the app a function that aborts the TCP connection of a given peer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from sandbox.app import create_app
+from settings import Settings, get_settings
+
+
+class SandboxServer(uvicorn.Server):
+    """uvicorn.Server that can abort one client's connection and run in a thread."""
+
+    def __init__(self, settings: Settings, host: str, port: int) -> None:
+        self.app = create_app(settings, dropper=self.abort_client)
+        config = uvicorn.Config(
+            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        super().__init__(config)
+        self._thread: threading.Thread | None = None
+
+    def abort_client(self, peer: tuple[str, int]) -> bool:
+        for conn in list(self.server_state.connections):
+            if getattr(conn, "client", None) == peer:
+                conn.transport.abort()  # type: ignore[union-attr]
+                return True
+        return False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def start_in_thread(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self.run, name="sandbox", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox did not start on {self.url}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_sandbox(
+    settings: Settings | None = None, port: int | None = None
+) -> Iterator[SandboxServer]:
+    """Run the sandbox on loopback (a free port unless given) for the duration of the block."""
+    settings = settings or get_settings()
+    server = SandboxServer(
+        settings, settings.sandbox_host, port or free_port(settings.sandbox_host)
+    )
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop()

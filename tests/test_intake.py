@@ -1,0 +1,197 @@
+"""The case-intake endpoint over real HTTP: signatures, routing, idempotent opening, rejections."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+import intake
+from sandbox.server import free_port
+from settings import get_settings
+from tests.integration_support import ThreadedServer
+
+SECRET = "whsec_" + "dGVzdC1pbnRha2Utc2VjcmV0LTAxMjM0NTY3"  # base64("test-intake-secret-01234567")
+
+
+@dataclass
+class Opened:
+    incident_id: str
+    workflow_id: str
+    run_id: str
+    created: bool
+
+
+class FakeOpener:
+    """Stands in for incident_service.open_incident: same keywords, same idempotency contract."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self.fail: Exception | None = None
+
+    async def __call__(self, **kwargs: Any) -> Opened:
+        if self.fail:
+            raise self.fail
+        self.calls.append(kwargs)
+        created = kwargs["incident_id"] not in self.incidents
+        self.incidents.setdefault(kwargs["incident_id"], kwargs)
+        iid = kwargs["incident_id"]
+        return Opened(iid, f"incident-{iid}", "run-1", created)
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - match: {type: safety.alert, data.kind: [threat_to_life, self_harm]}\n"
+        "    playbook: emergency-disclosure\n"
+        "    severity: sev0\n"
+        "  - match: {type: salesforce.case.created, data.category: preservation}\n"
+        "    playbook: preservation-request\n"
+    )
+    monkeypatch.setenv("CR_INTAKE_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("CR_INTAKE_RULES_FILE", str(rules))
+    monkeypatch.setenv("CR_INTAKE_PORT", str(free_port()))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def opener() -> FakeOpener:
+    return FakeOpener()
+
+
+@pytest.fixture
+def endpoint(env, opener):  # type: ignore[no-untyped-def]
+    with ThreadedServer(intake.build_server(env, opener)) as server:
+        yield server.url + "/webhooks/intake"
+
+
+def signed(payload: Any, *, msg_id: str = "msg_1", at: datetime | None = None,
+           secret: str = SECRET) -> tuple[bytes, dict[str, str]]:  # fmt: skip
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    at = at or datetime.now(UTC)
+    signature = Webhook(secret).sign(msg_id, at, body)
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())),
+               "webhook-signature": signature, "content-type": "application/json"}  # fmt: skip
+    return body.encode(), headers
+
+
+ALERT = {"type": "safety.alert", "timestamp": "2026-01-01T00:00:00Z",
+         "data": {"id": "al-42", "kind": "threat_to_life", "summary": "Credible threat",
+                  "jurisdiction": "DE", "nested": {"ignored": True}}}  # fmt: skip
+CASE = {"type": "salesforce.case.created",
+        "data": {"id": "5003000000D8cuI", "category": "preservation", "subject": "2703(f)",
+                 "severity": "sev3"}}  # fmt: skip
+
+
+def post(url: str, payload: Any, **kw: Any) -> httpx.Response:
+    body, headers = signed(payload, **kw)
+    return httpx.post(url, content=body, headers=headers)
+
+
+def test_signed_alert_opens_routed_playbook(endpoint, opener):
+    response = post(endpoint, ALERT)
+    assert response.status_code == 201
+    assert response.json() == {
+        "incident_id": "alert-al-42", "workflow_id": "incident-alert-al-42", "run_id": "run-1",
+        "created": True, "playbook": "emergency-disclosure", "severity": "sev0",
+    }  # fmt: skip
+    (call,) = opener.calls
+    assert call["playbook"] == "emergency-disclosure" and call["severity"] == "sev0"
+    assert call["summary"] == "Credible threat" and call["opened_by"] == "intake:safety.alert"
+    assert call["fields"]["jurisdiction"] == "DE" and "nested" not in call["fields"]
+
+
+def test_case_routes_by_category_and_takes_severity_from_payload(endpoint, opener):
+    response = post(endpoint, CASE)
+    assert response.status_code == 201 and response.json()["incident_id"] == "sf-5003000000D8cuI"
+    assert opener.calls[0]["playbook"] == "preservation-request"
+    assert opener.calls[0]["severity"] == "sev3"
+
+
+def test_replayed_webhook_opens_nothing_new(endpoint, opener):
+    body, headers = signed(ALERT)
+    assert httpx.post(endpoint, content=body, headers=headers).status_code == 201
+    replay = httpx.post(endpoint, content=body, headers=headers)
+    assert replay.status_code == 200 and replay.json()["created"] is False
+    redelivered = post(endpoint, ALERT, msg_id="msg_2")  # same case, new delivery id
+    assert redelivered.json()["created"] is False
+    assert len(opener.incidents) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"secret": "whsec_" + "b3RoZXItc2VjcmV0LTAxMjM0NTY3ODk="}, "bad_signature"),
+        ({"at": datetime.now(UTC) - timedelta(minutes=10)}, "stale_timestamp"),
+        ({"at": datetime.now(UTC) + timedelta(minutes=10)}, "stale_timestamp"),
+    ],
+)
+def test_bad_signatures_are_rejected(endpoint, opener, kwargs, error):
+    response = post(endpoint, ALERT, **kwargs)
+    assert response.status_code == 401 and response.json()["error"] == error
+    assert opener.calls == []
+
+
+def test_unsigned_and_tampered_requests_are_rejected(endpoint, opener):
+    unsigned = httpx.post(endpoint, json=ALERT)
+    assert unsigned.status_code == 401 and unsigned.json()["error"] == "missing_signature"
+    body, headers = signed(ALERT)
+    tampered = httpx.post(endpoint, content=body.replace(b"al-42", b"al-43"), headers=headers)
+    assert tampered.status_code == 401 and tampered.json()["error"] == "bad_signature"
+    garbled = httpx.post(endpoint, content=body, headers={**headers, "webhook-signature": "v1"})
+    assert garbled.status_code == 401
+    assert opener.calls == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "error"),
+    [
+        ("{not json", 400, "malformed_body"),
+        ({"type": "safety.alert"}, 422, "invalid_payload"),
+        ({"type": "safety.alert", "data": {"kind": "threat_to_life"}}, 422, "invalid_payload"),
+        ({"type": "safety.alert", "data": {"id": "../x", "kind": "self_harm"}}, 422,
+         "invalid_payload"),
+        ({"type": "billing.dispute", "data": {"id": "1"}}, 422, "no_route"),
+    ],
+)  # fmt: skip
+def test_malformed_bodies_are_rejected(endpoint, opener, payload, status, error):
+    response = post(endpoint, payload)
+    assert response.status_code == status and response.json()["error"] == error
+    assert response.json()["detail"]
+    assert opener.calls == []
+
+
+def test_open_failures_map_to_4xx_and_503(endpoint, opener):
+    opener.fail = LookupError("unknown playbook 'emergency-disclosure'")
+    assert post(endpoint, ALERT).json()["error"] == "cannot_open"
+    opener.fail = ConnectionError("temporal down")
+    assert post(endpoint, ALERT).status_code == 503
+
+
+def test_default_rules_and_dev_secret(monkeypatch):
+    monkeypatch.delenv("CR_INTAKE_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("CR_INTAKE_RULES_FILE", raising=False)
+    monkeypatch.delenv("CR_SALESFORCE_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        assert intake.webhook_secret(settings) == intake.DEV_SECRET
+        rules = intake.load_rules(settings)
+        event = {"type": "salesforce.case.created", "data": {"category": "emergency_disclosure"}}
+        assert intake.route(event, rules).playbook == "emergency-disclosure"  # type: ignore[union-attr]
+        monkeypatch.setenv("CR_SALESFORCE_BASE_URL", "https://acme.my.salesforce.com")
+        get_settings.cache_clear()
+        with pytest.raises(RuntimeError):
+            intake.webhook_secret(get_settings())
+    finally:
+        get_settings.cache_clear()
