@@ -38,13 +38,19 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Only when no real vendor is configured (laptop + sandbox); production must set the secret.
 DEV_SECRET = "whsec_" + base64.b64encode(b"critical-response-sandbox-intake").decode()
 SOURCE_PREFIX = {"salesforce.case": "sf", "safety.alert": "alert"}
+PLAYBOOK_CATEGORIES = (
+    "emergency-disclosure", "preservation", "legal-process", "threat-self-harm", "child-safety",
+    "account-takeover", "physical-safety", "product-recall",
+)  # fmt: skip
+# A case's ``category`` (or an alert's ``kind``) names the playbook; severity comes from the
+# payload or else the playbook's default. Safety alerts about a threat to life are always SEV0.
 DEFAULT_RULES: list[dict[str, Any]] = [
-    {"match": {"data.category": "emergency_disclosure"}, "playbook": "emergency-disclosure",
-     "severity": "sev0"},
     {"match": {"type": "safety.alert", "data.kind": ["threat_to_life", "self_harm"]},
-     "playbook": "emergency-disclosure", "severity": "sev0"},
-    {"match": {"data.category": "preservation"}, "playbook": "preservation-request",
-     "severity": "sev2"},
+     "playbook": "threat-self-harm", "severity": "sev0"},
+    *({"match": {"data.category": [name, name.replace("-", "_")]}, "playbook": name}
+      for name in PLAYBOOK_CATEGORIES),
+    *({"match": {"type": "safety.alert", "data.kind": [name, name.replace("-", "_")]},
+       "playbook": name} for name in PLAYBOOK_CATEGORIES),
 ]  # fmt: skip
 log = structlog.get_logger("intake")
 
@@ -127,17 +133,18 @@ def _error(status: int, error: str, detail: Any) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status)
 
 
-def _verify(secret: str, body: bytes, request: Request) -> JSONResponse | None:
+def _verify(secret: str, body: bytes, request: Request) -> tuple[str, str] | None:
+    """(error, detail) when the Standard Webhooks signature does not hold, else None."""
     headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
     if not all(h in headers for h in ("webhook-id", "webhook-timestamp", "webhook-signature")):
-        return _error(401, "missing_signature", "webhook-id, -timestamp and -signature required")
+        return "missing_signature", "webhook-id, -timestamp and -signature required"
     try:
         Webhook(secret).verify(body, headers, json_parse=False)
     except Exception as exc:  # the package raises several types for bad headers
         message = str(exc)
         if "too old" in message or "too new" in message:
-            return _error(401, "stale_timestamp", message)
-        return _error(401, "bad_signature", message or "signature does not verify")
+            return "stale_timestamp", message
+        return "bad_signature", message or "signature does not verify"
     return None
 
 
@@ -148,8 +155,8 @@ async def receive(request: Request) -> Response:
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
     if problem := _verify(app.secret, body, request):
-        log.warning("intake.rejected", error=json.loads(problem.body)["error"])
-        return problem
+        log.warning("intake.rejected", error=problem[0])
+        return _error(401, *problem)
     try:
         raw = json.loads(body)
         event = IntakeEvent.model_validate(raw)

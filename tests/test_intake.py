@@ -54,7 +54,7 @@ def env(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
         "    playbook: emergency-disclosure\n"
         "    severity: sev0\n"
         "  - match: {type: salesforce.case.created, data.category: preservation}\n"
-        "    playbook: preservation-request\n"
+        "    playbook: preservation\n"
     )
     monkeypatch.setenv("CR_INTAKE_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("CR_INTAKE_RULES_FILE", str(rules))
@@ -114,7 +114,7 @@ def test_signed_alert_opens_routed_playbook(endpoint, opener):
 def test_case_routes_by_category_and_takes_severity_from_payload(endpoint, opener):
     response = post(endpoint, CASE)
     assert response.status_code == 201 and response.json()["incident_id"] == "sf-5003000000D8cuI"
-    assert opener.calls[0]["playbook"] == "preservation-request"
+    assert opener.calls[0]["playbook"] == "preservation"
     assert opener.calls[0]["severity"] == "sev3"
 
 
@@ -189,6 +189,14 @@ def test_default_rules_and_dev_secret(monkeypatch):
         rules = intake.load_rules(settings)
         event = {"type": "salesforce.case.created", "data": {"category": "emergency_disclosure"}}
         assert intake.route(event, rules).playbook == "emergency-disclosure"  # type: ignore[union-attr]
+        alert = {"type": "safety.alert", "data": {"kind": "self_harm"}}
+        assert intake.route(alert, rules).severity == "sev0"  # type: ignore[union-attr]
+        case = {"type": "salesforce.case.created", "data": {"category": "Preservation"}}
+        assert intake.route(case, rules).playbook == "preservation"  # type: ignore[union-attr]
+        assert intake.route({"type": "x", "data": {"category": "spam"}}, rules) is None
+        loaded = {r.playbook for r in rules}
+        shipped = {p.stem for p in settings.playbooks_dir.glob("*.yaml")}
+        assert loaded <= shipped  # every default route names a playbook that exists
         monkeypatch.setenv("CR_SALESFORCE_BASE_URL", "https://acme.my.salesforce.com")
         get_settings.cache_clear()
         with pytest.raises(RuntimeError):

@@ -3,7 +3,10 @@ Retry-After and every error class."""
 
 from __future__ import annotations
 
+import socketserver
+import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -318,3 +321,62 @@ async def test_ledger_claim_states(integration_env):
     await ledger.mark_sent(claims[0], "SM1")
     assert (await ledger.claim("inc-9", "k", "sms", PHONE.lower())).state == "sent"
     assert ledger.deliveries("inc-9")[0].attempts == 3
+
+
+# --- Email (SMTP) ----------------------------------------------------------------------------
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP for smtplib: refuses ``refused@`` recipients, 451s when told to."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(f"{line}\r\n".encode())
+
+    def handle(self) -> None:
+        server: Any = self.server
+        self.reply("220 test ESMTP")
+        while line := self.rfile.readline().decode().strip():
+            verb = line.split(" ", 1)[0].upper()
+            if verb in {"EHLO", "HELO", "MAIL", "RSET", "NOOP"}:
+                self.reply("250 ok")
+            elif verb == "RCPT":
+                self.reply("550 no such user" if "refused@" in line else "250 ok")
+            elif verb == "DATA":
+                self.reply("354 go ahead")
+                data = b"".join(iter(lambda: self.rfile.readline(), b".\r\n"))
+                if server.busy:
+                    self.reply("451 try again later")
+                else:
+                    server.received.append(data.decode())
+                    self.reply("250 queued")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+
+
+@pytest.fixture
+def smtp(integration_env, monkeypatch):  # type: ignore[no-untyped-def]
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler)
+    server.received, server.busy = [], False  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    refresh_settings(monkeypatch, email_transport="smtp", smtp_port=str(server.server_address[1]))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+async def test_smtp_sends_once_and_classifies_errors(smtp):
+    first = await run_activity(notify.email, mail())
+    again = await run_activity(notify.email, mail())
+    assert again.data == {"ref": first.data["ref"], "deduplicated": "true"}
+    (message,) = smtp.received
+    assert "Subject: SEV0 opened" in message and "Please review." in message
+    err = await failure(run_activity(notify.email, mail(key="k2", to="refused@example.com")))
+    assert err.non_retryable and err.type == "SmtpError"
+    smtp.busy = True
+    err = await failure(run_activity(notify.email, mail(key="k3")))
+    assert not err.non_retryable and err.type == "SmtpTransient"
+    smtp.busy = False
+    await run_activity(notify.email, mail(key="k3"))
+    assert len(smtp.received) == 2
