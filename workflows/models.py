@@ -1,7 +1,7 @@
 """The incident workflow's public contract: its input, messages, queries and timeline.
 
 The CLI, the intake endpoint, the activities and the auditors' tools all speak these models; the
-workflow keeps its whole state in ``IncidentState`` so that continue-as-new can carry it over intact.
+workflow keeps its whole state in ``IncidentState`` so continue-as-new can carry it over intact.
 Pure pydantic (serialised by ``temporalio.contrib.pydantic``).
 """
 
@@ -127,6 +127,9 @@ class IncidentState(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     records_flushed: int = 0  # timeline entries already mirrored to the records database
     sla_breached: bool = False
+    walk: Literal["running", "complete", "halted"] = (
+        "running"  # the playbook walk, not the incident
+    )
     runs: int = 1
 
 
