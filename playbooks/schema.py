@@ -176,7 +176,10 @@ class Escalation(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Escalation:
-        if sum(v is not None for v in (self.page, self.notify, self.raise_severity, self.fail)) != 1:
+        if (
+            sum(v is not None for v in (self.page, self.notify, self.raise_severity, self.fail))
+            != 1
+        ):
             raise ValueError("an escalation is exactly one of page, notify, raise_severity, fail")
         return self
 
