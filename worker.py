@@ -1,1 +1,80 @@
-"""placeholder"""
+"""Builds and runs the critical-response workers: one for workflows and notifications, one for
+Salesforce on its own rate-limited queue.
+
+Run it alone (`python -m worker`, against any configured cluster: scale out by starting more) or let
+`incident up` run it inside the embedded stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import logs
+from activities import notify, records, salesforce
+from connection import connect
+from settings import Settings, get_settings
+from workflows.archive import ArchiveIncidentWorkflow
+from workflows.daily_report import DailyReportWorkflow
+from workflows.incident import IncidentWorkflow
+
+WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow]
+
+
+def build_workers(client: Client, settings: Settings) -> list[Worker]:
+    """The main worker (workflows, notifications, records) and the Salesforce worker."""
+    main = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[*notify.ACTIVITIES, *records.ACTIVITIES],
+    )
+    return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]
+
+
+async def run_workers(
+    settings: Settings, stop: asyncio.Event, client: Client | None = None
+) -> None:
+    """Poll until ``stop`` is set, then shut down gracefully."""
+    client = client or await connect(settings)
+    workers = build_workers(client, settings)
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        logs.structlog.get_logger().info(
+            "worker started", task_queue=settings.task_queue, namespace=settings.temporal_namespace
+        )
+        await stop.wait()
+
+
+def main() -> None:
+    """`python -m worker`: run until SIGINT/SIGTERM, then exit without the SDK's teardown abort."""
+    logs.configure()
+    settings = get_settings()
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_workers(settings, stop)
+
+    code = 0
+    try:
+        asyncio.run(runner())
+    except Exception as err:  # noqa: BLE001 - one line on stderr, never a traceback
+        print(f"worker: {err}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

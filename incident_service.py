@@ -1,0 +1,156 @@
+"""Opening an incident: load and snapshot the playbook, then start its workflow idempotently.
+
+Shared by the `incident open` command and the case-intake webhook, so both open incidents the same
+way: workflow id `incident-<id>`, the full playbook and its content hash in the input, the business
+calendar from settings, search attributes set at start. A second open of the same id reports the
+existing incident instead of failing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from playbooks.loader import load_playbook
+from playbooks.schema import SEVERITIES
+from settings import Settings, get_settings
+from workflows.incident import (
+    SA_BREACHED,
+    SA_PLAYBOOK,
+    SA_SEVERITY,
+    SA_STATUS,
+    IncidentWorkflow,
+    workflow_id_for,
+)
+from workflows.models import BusinessCalendar, IncidentInput
+
+
+class OpenError(ValueError):
+    """The incident cannot be opened as asked (bad severity, missing required field, ...)."""
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    incident_id: str
+    workflow_id: str
+    run_id: str | None
+    created: bool
+    playbook_hash: str
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    """Readable, sortable and unique enough for humans: CR-20261125-3f9a1c."""
+    now = now or datetime.now(UTC)
+    return f"CR-{now:%Y%m%d}-{secrets.token_hex(3)}"
+
+
+def calendar_from(settings: Settings) -> BusinessCalendar:
+    return BusinessCalendar(
+        timezone=settings.business_timezone,
+        days=settings.business_days,
+        start=time.fromisoformat(settings.business_start),
+        end=time.fromisoformat(settings.business_end),
+    )
+
+
+def build_input(
+    *,
+    playbook: str,
+    severity: str | None,
+    summary: str,
+    fields: dict[str, str],
+    incident_id: str,
+    opened_by: str,
+    settings: Settings,
+    playbooks_dir: Path | None = None,
+) -> IncidentInput:
+    """Validate the request against the playbook and snapshot it (raises OpenError, PlaybookError)."""
+    loaded = load_playbook(playbook, playbooks_dir or settings.playbooks_dir)
+    pb = loaded.playbook
+    severity = (severity or pb.default_severity).lower()
+    if severity not in SEVERITIES:
+        raise OpenError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    if not summary.strip():
+        raise OpenError("--summary is required")
+    for name, spec in pb.fields.items():
+        value = fields.get(name, "")
+        if spec.required and not value:
+            raise OpenError(
+                f"field {name!r} is required by playbook {pb.name} (--field {name}=...)"
+            )
+        if value and spec.choices and value not in spec.choices:
+            raise OpenError(
+                f"field {name!r} must be one of {', '.join(spec.choices)}, not {value!r}"
+            )
+    return IncidentInput(
+        incident_id=incident_id,
+        playbook=pb,
+        playbook_hash=loaded.content_hash,
+        severity=severity,  # type: ignore[arg-type]
+        summary=summary,
+        fields=fields,
+        opened_by=opened_by,
+        calendar=calendar_from(settings),
+    )
+
+
+async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:
+    """Start the workflow; if it already exists, report it rather than fail."""
+    workflow_id = workflow_id_for(inp.incident_id)
+    attributes = TypedSearchAttributes(
+        [
+            SA_SEVERITY.value_set(inp.severity),
+            SA_PLAYBOOK.value_set(inp.playbook.name),
+            SA_STATUS.value_set("open"),
+            SA_BREACHED.value_set(False),
+        ]
+    )
+    try:
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            inp,
+            id=workflow_id,
+            task_queue=task_queue,
+            search_attributes=attributes,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        return OpenResult(
+            inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
+        )
+    except WorkflowAlreadyStartedError:
+        existing = await client.get_workflow_handle(workflow_id).describe()
+        status = await client.get_workflow_handle(workflow_id).query(IncidentWorkflow.status)
+        return OpenResult(
+            inp.incident_id, workflow_id, existing.run_id, False, status.playbook_hash
+        )
+
+
+async def open_incident(
+    client: Client,
+    *,
+    playbook: str,
+    severity: str | None,
+    summary: str,
+    fields: dict[str, str],
+    incident_id: str,
+    opened_by: str,
+    settings: Settings | None = None,
+) -> OpenResult:
+    """Open (or find) incident ``incident_id`` running ``playbook``."""
+    settings = settings or get_settings()
+    inp = build_input(
+        playbook=playbook,
+        severity=severity,
+        summary=summary,
+        fields=fields,
+        incident_id=incident_id,
+        opened_by=opened_by,
+        settings=settings,
+    )
+    return await start_incident(client, inp, settings.task_queue)
