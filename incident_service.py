@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from playbooks.loader import load_playbook
@@ -105,10 +105,10 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
     workflow_id = workflow_id_for(inp.incident_id)
     attributes = TypedSearchAttributes(
         [
-            SA_SEVERITY.value_set(inp.severity),
-            SA_PLAYBOOK.value_set(inp.playbook.name),
-            SA_STATUS.value_set("open"),
-            SA_BREACHED.value_set(False),
+            SearchAttributePair(SA_SEVERITY, inp.severity),
+            SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
+            SearchAttributePair(SA_STATUS, "open"),
+            SearchAttributePair(SA_BREACHED, False),
         ]
     )
     try:

@@ -100,11 +100,7 @@ class IncidentWorkflow:
         self._sla_failed: set[str] = set()
         self._bodies: dict[str, asyncio.Task[Any]] = {}
         self._published: dict[str, Any] = {}
-
-    # ----------------------------------------------------------------------------- main loop
-
-    @workflow.run
-    async def run(self, inp: IncidentInput) -> IncidentOutcome:
+        # Here, not in run(): an Update delivered with the first task runs before run() starts.
         if inp.state is None:
             self._record(
                 "opened",
@@ -120,6 +116,11 @@ class IncidentWorkflow:
             self._start_incident_clocks()
         else:
             self._record("continued", f"run {self.state.runs} resumes the incident")
+
+    # ----------------------------------------------------------------------------- main loop
+
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> IncidentOutcome:
         self._publish()
         background = [asyncio.create_task(self._flush_records_forever())]
         for name, sla in self._incident_slas():
