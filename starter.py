@@ -96,6 +96,8 @@ def _run(factory: Callable[[Client], Awaitable[T]]) -> T:
             raise CliError(f"refused ({cause.type}): {cause.message}") from None
         raise CliError(f"update failed: {cause or err}") from None
     except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND and "already completed" in err.message:
+            raise CliError("refused (incident_closed): the incident is closed") from None
         if err.status == RPCStatusCode.NOT_FOUND:
             raise CliError(f"not found: {err.message}") from None
         raise CliError(f"Temporal error: {err.message}") from None
@@ -520,7 +522,8 @@ def main() -> None:
     """Entry point: run the command, print one-line errors, exit without the SDK teardown."""
     code = 0
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0  # click returns typer.Exit's code here
     except click.exceptions.Exit as exit_:
         code = exit_.exit_code
     except click.exceptions.Abort:

@@ -1,0 +1,318 @@
+"""End to end as people use it: `incident up` (real dev server, emulators, intake, worker) in one
+process group, and the `incident` CLI in separate processes, over loopback.
+
+Also: the CLI never dies at exit (temporalio/sdk-python#300), bad input is one line and a non-zero
+exit, a restart of the stack keeps open incidents, and a SIGKILLed worker loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.server import free_port
+from stack import port_open
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CR_")}
+    env.update(
+        CR_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        CR_UI_PORT=str(free_port()),
+        CR_DATA_DIR=str(data_dir),
+        CR_DATABASE_URL=f"sqlite:///{data_dir / 'records.db'}",
+        CR_SANDBOX_PORT=str(free_port()),
+        CR_INTAKE_PORT=str(free_port()),
+        CR_TASK_QUEUE=f"e2e-{uuid.uuid4().hex[:6]}",
+        CR_CLI_TIMEOUT_SECONDS="20",
+        CR_ACTOR="casey.ic",
+    )
+    return env
+
+
+class Stack:
+    """`incident up` running in its own process group."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.log = Path(env["CR_DATA_DIR"]) / "up.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        self.proc = subprocess.Popen(
+            [str(BIN / "incident"), "up"], env=self.env, stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while b"Ready." not in self.log.read_bytes()[offset:]:
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.1)
+
+    def interrupt(self) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to the whole foreground group."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=30)
+
+    @property
+    def temporal_port(self) -> int:
+        return int(self.env["CR_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(BIN / "incident"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    if check:
+        assert proc.returncode == 0, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def cli_json(env: dict[str, str], *args: str) -> Any:
+    return json.loads(cli(env, *args, "--json").stdout)
+
+
+def wait_until(fn: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(stack_env(tmp_path_factory.mktemp("stack")))
+    running.start()
+    yield running
+    if running.proc and running.proc.poll() is None:
+        running.interrupt()
+
+
+def status(env: dict[str, str], incident: str) -> dict[str, Any]:
+    return cli_json(env, "status", incident)  # type: ignore[no-any-return]
+
+
+def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> None:
+    env = stack.env
+    incident = f"E2E-{uuid.uuid4().hex[:6]}"
+    opened = cli_json(env, "open", "--playbook", "preservation", "--severity", "sev2",
+                      "--summary", "Preservation letter from County DA", "--id", incident,
+                      "--field", "requester_agency=County DA", "--field", "account_id=cust-1",
+                      "--field", "requester_email=da@county.gov", "--field", "jurisdiction=us")  # fmt: skip
+    assert opened["created"] is True and opened["playbook_hash"].startswith("sha256:")
+    again = cli_json(env, "open", "--playbook", "preservation", "--summary", "dup", "--id",
+                     incident, "--field", "requester_agency=x", "--field", "account_id=y",
+                     "--field", "requester_email=z@county.gov")  # fmt: skip
+    assert again["created"] is False
+
+    assert cli_json(env, "ack", incident)["kind"] == "acknowledged"
+    assert cli_json(env, "assign", incident, "--to", "robin.ic")["data"]["to"] == "robin.ic"
+    cli(env, "note", incident, "Requester verified by phone", "--as", "robin.ic")
+    escalated = cli_json(
+        env, "escalate", incident, "--severity", "sev1", "--reason", "deletion job"
+    )
+    assert escalated["data"] == {"from": "sev2", "to": "sev1"}
+
+    # Drive the playbook: send each awaited event, decide each approval as the right role.
+    from playbooks.loader import load_playbook
+
+    steps = {s.id: s for s in load_playbook("preservation").playbook.iter_steps()}
+    sent: set[str] = set()
+
+    def advance() -> bool:
+        st = status(env, incident)
+        for active in st["active_steps"]:
+            step = steps[active["step_id"]]
+            if step.kind == "wait_for" and step.id not in sent:
+                sent.add(step.id)
+                cli(env, "event", incident, step.event, "--data", "reference=REF-1")
+            if step.kind == "timer":
+                return True
+        return False
+
+    wait_until(advance, timeout=60)
+    st = status(env, incident)
+    assert st["severity"] == "sev1" and st["owner"] == "robin.ic"
+    assert any(c["name"] == "incident.acknowledge" and c["state"] == "met" for c in st["clocks"])
+
+    human = cli(env, "status", incident).stdout
+    assert incident in human and "preservation" in human
+
+    closed = cli_json(env, "close", incident, "--resolution", "Hold released after review")
+    assert closed["kind"] == "closed"
+    refused = cli(env, "note", incident, "too late", check=False)
+    assert refused.returncode == 1 and "incident_closed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    timeline = cli_json(env, "timeline", incident)
+    kinds = [e["kind"] for e in timeline]
+    assert kinds[0] == "opened" and kinds[-2:] == ["closed", "step_cancelled"] or "closed" in kinds
+    assert [e["seq"] for e in timeline] == list(range(1, len(timeline) + 1))
+
+    listed = wait_until(lambda: [r for r in cli_json(env, "list") if r["incident_id"] == incident
+                                 and r["status"] == "closed"])  # fmt: skip
+    assert listed[0]["playbook"] == "preservation" and listed[0]["severity"] == "sev1"
+
+    sandbox = httpx.get(f"http://127.0.0.1:{env['CR_SANDBOX_PORT']}/_sandbox/state").json()
+    cases = [c for c in sandbox["salesforce"]["records"]["Case"].values()
+             if c.get("Incident_Id__c") == incident]  # fmt: skip
+    assert len(cases) == 1
+
+
+def test_approval_refusals_are_clear_and_recorded(stack: Stack) -> None:
+    env = stack.env
+    incident = f"E2E-{uuid.uuid4().hex[:6]}"
+    cli(env, "open", "--playbook", "emergency-disclosure", "--summary", "Police: threat to life",
+        "--id", incident, "--field", "requester_agency=PD", "--field", "requester_email=a@pd.gov",
+        "--field", "account_id=acct-9")  # fmt: skip
+    st = wait_until(lambda: (s := status(env, incident))["pending_approvals"] and s)
+    step = st["pending_approvals"][0]["step_id"]
+    roles = st["pending_approvals"][0]["roles"]
+
+    wrong = cli(env, "approve", incident, step, "--role", "comms", "--reason", "x", "--as", "kim",
+                check=False)  # fmt: skip
+    assert wrong.returncode == 1 and "role_not_allowed" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    own = cli(env, "approve", incident, step, "--role", roles[0], "--reason", "x", "--as",
+              "casey.ic", check=False)  # fmt: skip
+    assert own.returncode == 1 and "self_approval" in own.stderr
+    unknown = cli(env, "approve", incident, "no-such-step", "--role", "legal", "--reason", "x",
+                  check=False)  # fmt: skip
+    assert unknown.returncode == 1 and "unknown_step" in unknown.stderr
+
+    ok = cli_json(env, "approve", incident, step, "--role", roles[0], "--reason", "verified",
+                  "--as", "lena.legal")  # fmt: skip
+    assert ok["outcome"] in ("approved", "awaiting_second_approver")
+    twice = cli(env, "approve", incident, step, "--role", roles[0], "--reason", "again", "--as",
+                "lena.legal", check=False)  # fmt: skip
+    assert twice.returncode == 1
+    assert "already_decided" in twice.stderr or "same_approver" in twice.stderr
+    signalled = cli(env, "reject", incident, step, "--role", "comms", "--reason", "x", "--as",
+                    "kim", "--signal")  # fmt: skip
+    assert signalled.returncode == 0
+
+    def refusals() -> list[dict[str, Any]]:
+        return [e for e in cli_json(env, "timeline", incident) if e["kind"] == "approval_refused"]
+
+    recorded = wait_until(lambda: len(refusals()) >= 3 and refusals())
+    codes = {e["data"]["code"] for e in recorded}
+    assert {"role_not_allowed", "self_approval"} <= codes
+    cli(env, "close", incident, "--resolution", "test over")
+
+
+def test_bad_input_is_one_line_and_non_zero(stack: Stack, tmp_path: Path) -> None:
+    env = stack.env
+    cases = [
+        (["open", "--playbook", "no-such-playbook", "--summary", "x"], "unknown playbook"),
+        (["open", "--playbook", "preservation", "--summary", "x", "--severity", "sev9"],
+         "--severity"),
+        (["open", "--playbook", "preservation", "--summary", "x", "--field", "oops"], "--field"),
+        (["escalate", "NOPE", "--severity", "sevX", "--reason", "x"], "--severity"),
+        (["status", "does-not-exist"], "not found"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        proc = cli(env, *args, check=False)
+        assert proc.returncode != 0, args
+        assert expected in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr + proc.stdout
+
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: broken\nversion: 1\ntitle: B\nsteps:\n  - id: a\n    kind: teleport\n")
+    lint = cli(env, "lint", str(bad), check=False)
+    assert lint.returncode == 1
+    assert f"{bad}:6: steps[0].kind" in lint.stdout
+    assert cli(env, "lint").returncode == 0
+    names = {p["name"] for p in cli_json(env, "playbooks")}
+    assert {"emergency-disclosure", "preservation", "physical-safety", "child-safety"} <= names
+
+
+def test_cli_exits_cleanly_every_time(stack: Stack) -> None:
+    """The SDK's native threads can abort a finishing interpreter (exit 134/139); ours never do."""
+    env = stack.env
+    incident = f"E2E-{uuid.uuid4().hex[:6]}"
+    cli(env, "open", "--playbook", "child-safety", "--summary", "CyberTipline candidate",
+        "--id", incident, "--field", "jurisdiction=us")  # fmt: skip
+    codes = [cli(env, "status", incident, "--json", check=False).returncode for _ in range(15)]
+    assert codes == [0] * 15
+    cli(env, "close", incident, "--resolution", "test over")
+
+
+def test_restart_keeps_open_incidents_and_leaves_no_orphans(tmp_path: Path) -> None:
+    running = Stack(stack_env(tmp_path))
+    running.start()
+    incident = f"E2E-{uuid.uuid4().hex[:6]}"
+    cli(running.env, "open", "--playbook", "child-safety", "--summary", "report", "--id", incident,
+        "--field", "jurisdiction=us")  # fmt: skip
+    cli(running.env, "ack", incident)
+    assert running.interrupt() == 0
+    assert not port_open("127.0.0.1", running.temporal_port), "dev server left running"
+
+    running.start()
+    try:
+        st = status(running.env, incident)
+        assert st["status"] == "acknowledged" and st["playbook"] == "child-safety"
+        cli(running.env, "close", incident, "--resolution", "done")
+    finally:
+        running.interrupt()
+
+
+def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
+    """A second worker process beside the stack's; kill -9 it mid-incident, start another."""
+    env = dict(stack.env, CR_TASK_QUEUE=f"kill-{uuid.uuid4().hex[:6]}")
+    incident = f"E2E-{uuid.uuid4().hex[:6]}"
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "worker"], env=env,
+                                stdout=(tmp_path / "worker.log").open("ab"),
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+    first = spawn()
+    cli(env, "open", "--playbook", "emergency-disclosure", "--summary", "threat", "--id",
+        incident, "--field", "requester_agency=PD", "--field", "requester_email=a@pd.gov",
+        "--field", "account_id=acct-1")  # fmt: skip
+    wait_until(lambda: status(env, incident)["pending_approvals"])
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = spawn()
+    try:
+        for _ in range(3):  # the three verification approvals, then Legal's determination
+            pendings = wait_until(lambda: status(env, incident)["pending_approvals"], 60)
+            for p in pendings:
+                role = p["roles"][0]
+                cli(env, "approve", incident, p["step_id"], "--role", role, "--reason", "verified",
+                    "--as", f"{role}.approver", check=False)  # fmt: skip
+            if any(p["step_id"] == "legal-determination" for p in pendings):
+                break
+        wait_until(lambda: any(s["kind"] == "wait_for" for s in status(env, incident)["active_steps"]),
+                   timeout=60)  # fmt: skip
+        cli(env, "close", incident, "--resolution", "done")
+        timeline = cli_json(env, "timeline", incident)  # queries need a worker to answer
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    assert [e["seq"] for e in timeline] == list(range(1, len(timeline) + 1))
+    started = [e["step"] for e in timeline if e["kind"] == "step_started"]
+    assert len(started) == len(set(started)), "a step ran twice"
+    sandbox = httpx.get(f"http://127.0.0.1:{env['CR_SANDBOX_PORT']}/_sandbox/state").json()
+    cases = [c for c in sandbox["salesforce"]["records"]["Case"].values()
+             if c.get("Incident_Id__c") == incident]  # fmt: skip
+    assert len(cases) == 1
