@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
+from temporalio import activity
 from temporalio.client import WorkflowHandle
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from playbooks.schema import Playbook
+from tests.conftest import Call, Harness, StandIns
 from workflows.incident import IncidentWorkflow, workflow_id_for
-from workflows.models import ApprovalRequest, CommanderRequest, IncidentInput
+from workflows.models import (
+    ActionResult,
+    ApprovalRequest,
+    CommanderRequest,
+    IncidentInput,
+    IncidentOutcome,
+)
 
 
 def playbook(steps: list[dict[str, Any]], **extra: Any) -> Playbook:
@@ -69,3 +84,192 @@ async def wait_for_status(
 
 def awaiting(step: str) -> Any:
     return lambda s: any(a.step_id == step for a in s.pending_approvals)
+
+
+# --- Added for the engine suites (tests/test_engine_*.py) -----------------------------------
+
+
+def entries(timeline: list[Any], kind: str, step: str | None = None) -> list[Any]:
+    """Timeline entries of ``kind`` (and of ``step``, if given), in order."""
+    return [e for e in timeline if e.kind == kind and (step is None or e.step == step)]
+
+
+def one(timeline: list[Any], kind: str, step: str | None = None) -> Any:
+    """The single timeline entry of ``kind`` (for ``step``); fails if there are none or several."""
+    found = entries(timeline, kind, step)
+    assert len(found) == 1, f"expected one {kind} for {step}, got {kinds(timeline)}"
+    return found[0]
+
+
+async def wait_for_timeline(
+    handle: WorkflowHandle[Any, Any], predicate: Any, timeout: float = 20
+) -> list[Any]:
+    """Poll the timeline query until ``predicate(timeline)`` holds; returns that timeline."""
+    import asyncio
+
+    async def poll() -> list[Any]:
+        while True:
+            timeline = await handle.query(IncidentWorkflow.timeline)
+            if predicate(timeline):
+                return timeline
+            await asyncio.sleep(0.02)
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+def has(kind: str, step: str | None = None, count: int = 1) -> Any:
+    """Timeline predicate: at least ``count`` entries of ``kind`` (for ``step``)."""
+    return lambda timeline: len(entries(timeline, kind, step)) >= count
+
+
+async def refusal(call: Any) -> str:
+    """Await an Update expected to fail; return the ``ApplicationError.type`` it failed with."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+
+    try:
+        await call
+    except WorkflowUpdateFailedError as err:
+        assert isinstance(err.cause, ApplicationError), repr(err.cause)
+        return str(err.cause.type)
+    raise AssertionError("the Update was accepted")
+
+
+@asynccontextmanager
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server with the incident search attributes registered.
+
+    The Java test server implements ``AddSearchAttributes`` but not ``ListSearchAttributes``, so
+    ``stack.ensure_search_attributes`` (list first, then add the missing ones) cannot run there.
+    """
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from stack import SEARCH_ATTRIBUTES, test_server_binary
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_binary()),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace, search_attributes=SEARCH_ATTRIBUTES
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@dataclass
+class GatedStandIns(StandIns):
+    """Stand-ins whose operations in ``held`` wait until the test releases them."""
+
+    held: dict[str, Any] = field(default_factory=dict)  # operation -> asyncio.Event
+    started: dict[str, int] = field(default_factory=dict)  # operation -> calls begun
+
+    def hold(self, operation: str) -> None:
+        import asyncio
+
+        self.held[operation] = asyncio.Event()
+
+    def release(self, operation: str) -> None:
+        self.held.pop(operation).set()
+
+    def activity(self) -> Any:
+        @activity.defn(dynamic=True)
+        async def stand_in(args: Sequence[RawValue]) -> ActionResult:
+            name = activity.info().activity_type
+            self.started[name] = self.started.get(name, 0) + 1
+            gate = self.held.get(name)
+            if gate is not None:
+                await gate.wait()
+            payload = activity.payload_converter().from_payload(args[0].payload)
+            self.calls.append(Call(name, payload))
+            if name in self.fail:
+                raise ApplicationError(f"{name} is down for good", non_retryable=True)
+            return ActionResult(detail=f"{name} ok")
+
+        return stand_in
+
+
+@dataclass
+class EngineHarness(Harness):
+    """A worker pair with ``GatedStandIns`` that also cleans up the incidents it opened."""
+
+    stand_ins: GatedStandIns
+    handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
+
+    async def open(self, inp: IncidentInput) -> WorkflowHandle[Any, Any]:
+        handle = await start(self.client, self.task_queue, inp)
+        self.handles.append(handle)
+        return handle
+
+    async def close(
+        self, handle: WorkflowHandle[Any, Any], actor: str = "alice", reason: str = "resolved"
+    ) -> IncidentOutcome:
+        """Close by Update once settled; wait for the outcome and the archive child it starts."""
+        await self.settle(handle)
+        await handle.execute_update(IncidentWorkflow.close, commander(actor, reason=reason))
+        outcome = await handle.result()
+        last_run = await self.client.get_workflow_handle(handle.id).describe()
+        archive = self.client.get_workflow_handle(f"archive-{handle.id}-{last_run.run_id}")
+        assert (await archive.result())["run_id"] == last_run.run_id
+        return outcome
+
+    async def settle(self, handle: WorkflowHandle[Any, Any], timeout: float = 20) -> None:
+        """Wait until the incident has no activity and no workflow task pending.
+
+        Close on the time-skipping server only when settled: closing cancels an in-flight
+        records flush, and that server refuses to cancel an activity that finished meanwhile
+        (``ACTIVITY_UNKNOWN``), failing the workflow task until it times out.
+        """
+        import asyncio
+
+        async def poll() -> None:
+            while True:
+                raw = (await self.latest(handle)).raw_description
+                if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+                    return
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    async def latest(self, handle: WorkflowHandle[Any, Any]) -> Any:
+        """``describe()`` of the newest run (a start handle is pinned to the first run)."""
+        return await self.client.get_workflow_handle(handle.id).describe()
+
+
+@asynccontextmanager
+async def engine_harness(env: WorkflowEnvironment) -> AsyncIterator[EngineHarness]:
+    """IncidentWorkflow, a stand-in archive child and ``GatedStandIns`` on a fresh task queue.
+
+    On exit, held operations are released and incidents still running are terminated: on the
+    time-skipping server a workflow left with a task and no worker would stop time for the tests
+    after it.
+    """
+    from temporalio.client import WorkflowExecutionStatus
+
+    from tests.engine_workflows import StandInArchiveWorkflow
+
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    stand_ins = GatedStandIns()
+    harness = EngineHarness(env.client, queue, stand_ins)
+    async with (
+        Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[IncidentWorkflow, StandInArchiveWorkflow],
+            activities=[stand_ins.activity()],
+        ),
+        Worker(env.client, task_queue=f"{queue}-salesforce", activities=[stand_ins.activity()]),
+    ):
+        try:
+            yield harness
+        finally:
+            for operation in list(stand_ins.held):
+                stand_ins.release(operation)
+            for handle in harness.handles:
+                if (await harness.latest(handle)).status == WorkflowExecutionStatus.RUNNING:
+                    await env.client.get_workflow_handle(handle.id).terminate("test over")
