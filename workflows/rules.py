@@ -55,6 +55,14 @@ def check_decision(
         raise DecisionRefused(
             "already_decided", f"step {request.step_id!r} was already {pending.outcome}"
         )
+    step_state = state.steps.get(request.step_id)
+    if step_state is None or step_state.status != "running":
+        # The step was cancelled (a sibling branch failed) or failed (SLA breach with `fail`).
+        raise DecisionRefused(
+            "not_awaiting_decision",
+            f"step {request.step_id!r} is {step_state.status if step_state else 'not started'}; "
+            "it awaits no decision",
+        )
     allowed = pending.second_roles if pending.decisions else pending.roles
     assert allowed is not None
     if request.role.lower() not in {r.lower() for r in allowed}:
