@@ -206,14 +206,25 @@ class EngineHarness(Harness):
         self.handles.append(handle)
         return handle
 
+    def follow(self, handle: WorkflowHandle[Any, Any]) -> WorkflowHandle[Any, Any]:
+        """A handle on the incident's newest run (one from ``open`` stays on the first run)."""
+        return self.client.get_workflow_handle_for(IncidentWorkflow.run, handle.id)
+
     async def close(
-        self, handle: WorkflowHandle[Any, Any], actor: str = "alice", reason: str = "resolved"
+        self,
+        handle: WorkflowHandle[Any, Any],
+        actor: str = "alice",
+        reason: str = "resolved",
+        *,
+        settle: bool = True,
     ) -> IncidentOutcome:
-        """Close by Update once settled; wait for the outcome and the archive child it starts."""
-        await self.settle(handle)
+        """Close by Update (once settled, unless told not to wait); wait for the outcome and for
+        the archive child it starts."""
+        if settle:
+            await self.settle(handle)
         await handle.execute_update(IncidentWorkflow.close, commander(actor, reason=reason))
         outcome = await handle.result()
-        last_run = await self.client.get_workflow_handle(handle.id).describe()
+        last_run = await self.latest(handle)
         archive = self.client.get_workflow_handle(f"archive-{handle.id}-{last_run.run_id}")
         assert (await archive.result())["run_id"] == last_run.run_id
         return outcome

@@ -575,7 +575,8 @@ class IncidentWorkflow:
         self.state.acknowledged_at = workflow.now()
         self.state.owner = request.actor
         self._stop_clock(ACK_CLOCK)
-        self._set_status("acknowledged")
+        if self.state.status == "open":  # never back from playbook_complete
+            self._set_status("acknowledged")
         return self._record(
             "acknowledged", request.reason, actor=request.actor, role=request.role, clock=ACK_CLOCK
         )
@@ -681,7 +682,11 @@ class IncidentWorkflow:
             acknowledged_at=self.state.acknowledged_at,
             closed_at=self.state.closed_at,
             active_steps=[s for s in self.state.steps.values() if s.status == "running"],
-            pending_approvals=[a for a in self.state.approvals.values() if a.outcome is None],
+            pending_approvals=[
+                a
+                for a in self.state.approvals.values()
+                if a.outcome is None and self.state.steps[a.step_id].status == "running"
+            ],
             clocks=[clocks.view(c, now, self.inp.calendar) for c in self.state.clocks.values()],
             sla_breached=self.state.sla_breached,
             fields=self.state.fields,
