@@ -354,6 +354,9 @@ class Playbook(_Model):
     escalation_policy: str = "tns-critical-response"
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     sla: IncidentSla = Field(default_factory=IncidentSla)
+    # Most incidents stay open for the commander to close; a purely automated playbook may end
+    # the incident itself when its last step is done.
+    close_on_complete: bool = False
     steps: list[Step] = Field(min_length=1)
 
     def iter_steps(self) -> list[StepModel]:

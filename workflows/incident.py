@@ -59,6 +59,7 @@ SA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED)
 
 RECORDS_ACTIVITY = "records.append"
+RECORDS_BATCH = 25
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
@@ -135,8 +136,8 @@ class IncidentWorkflow:
             return await self._continue_as_new(walker, background)
         self._stopping = "close"
         await self._stop_tasks([walker, *background])
-        await self._flush_records()
-        await self._archive()
+        # Both are round trips to the server; neither needs the other.
+        await asyncio.gather(self._flush_records(), self._archive())
         return self._outcome()
 
     async def _walk(self) -> None:
@@ -150,6 +151,12 @@ class IncidentWorkflow:
             await self._notify(f"{self._label()}: playbook halted: {failure}", "halted")
             return
         self.state.walk = "complete"
+        if self.inp.playbook.close_on_complete:
+            self._record(
+                "playbook_complete", "every step is done; the playbook closes the incident"
+            )
+            self._close("system", "system", "playbook complete")
+            return
         self._record("playbook_complete", "every step is done; waiting for the commander to close")
         self._set_status("playbook_complete")
 
@@ -637,13 +644,14 @@ class IncidentWorkflow:
 
     @workflow.update
     async def close(self, request: CommanderRequest) -> TimelineEntry:
-        self.state.resolution = request.reason
+        return self._close(request.actor, request.role, request.reason)
+
+    def _close(self, actor: str, role: str, resolution: str) -> TimelineEntry:
+        self.state.resolution = resolution
         self.state.closed_at = workflow.now()
         for name in list(self.state.clocks):
             self._stop_clock(name)
-        entry = self._record(
-            "closed", request.reason, actor=request.actor, role=request.role, clock=RESOLVE_CLOCK
-        )
+        entry = self._record("closed", resolution, actor=actor, role=role, clock=RESOLVE_CLOCK)
         self._set_status("closed")
         return entry
 
@@ -884,10 +892,16 @@ class IncidentWorkflow:
             await workflow.sleep(delay)
 
     async def _flush_records_forever(self) -> None:
+        """Mirror entries in batches: once the incident waits (no activity in flight), or every
+        ``RECORDS_BATCH`` entries, so a run of automated steps costs one records call, not one
+        per step, while anything a person waits on is in the records at once."""
+
+        def due() -> bool:
+            pending = len(self.state.timeline) - self.state.records_flushed
+            return pending > 0 and (self._in_flight == 0 or pending >= RECORDS_BATCH)
+
         while True:
-            await workflow.wait_condition(
-                lambda: len(self.state.timeline) > self.state.records_flushed
-            )
+            await workflow.wait_condition(due)
             await self._flush_records()
 
     async def _flush_records(self) -> None:
