@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -51,6 +52,13 @@ def new_incident_id(now: datetime | None = None) -> str:
 
 
 def calendar_from(settings: Settings) -> BusinessCalendar:
+    """The business calendar from settings, checked here because workflows cannot read zone files."""
+    try:
+        ZoneInfo(settings.business_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise OpenError(
+            f"CR_BUSINESS_TIMEZONE {settings.business_timezone!r} is not a time zone"
+        ) from None
     return BusinessCalendar(
         timezone=settings.business_timezone,
         days=settings.business_days,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
 
@@ -25,7 +25,14 @@ class BusinessCalendar(BaseModel):
     timezone: str = "America/Los_Angeles"
     days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
     start: time = time(9, 0)
-    end: time = time(17, 0)
+    end: time = time(17, 0)  # at or before start: the working day runs past midnight
+
+    @field_validator("days")
+    @classmethod
+    def _weekdays(cls, days: list[int]) -> list[int]:
+        if not days or len(set(days)) != len(days) or any(d not in range(7) for d in days):
+            raise ValueError("business days are distinct weekdays 0 (Monday) to 6, at least one")
+        return days
 
 
 class SlaClock(BaseModel):
