@@ -223,7 +223,8 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
         sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
         sandbox.start_in_thread()
     intake = build_server(settings)
-    intake.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn would take over SIGINT/SIGTERM; this process stops everything in one place.
+    intake.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -455,7 +455,12 @@ def lint(
     """Check playbooks; every problem as file:line: field: message, exit 1 if any."""
     paths = files or sorted(get_settings().playbooks_dir.glob("*.yaml"))
     errors = lint_files(paths)
-    _emit(as_json, [e.__dict__ for e in errors], lambda: [print(str(e)) for e in errors])
+
+    def human() -> None:
+        for error in errors:
+            print(error)
+
+    _emit(as_json, [e.__dict__ for e in errors], human)
     if not as_json and not errors:
         print(f"{len(paths)} playbook(s) OK")
     if errors:
@@ -466,7 +471,7 @@ def lint(
 def playbooks(as_json: JsonOpt = False) -> None:
     """The playbooks available to `incident open`, with their content hashes."""
     loaded = list_playbooks(get_settings().playbooks_dir)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": lp.playbook.name,
             "version": lp.playbook.version,

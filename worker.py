@@ -33,7 +33,7 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*notify.ACTIVITIES, *records.ACTIVITIES],
+        activities=[*notify.ACTIVITIES, *records.ACTIVITIES],  # type: ignore[list-item]
     )
     return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]
 

@@ -809,9 +809,8 @@ class IncidentWorkflow:
         if not changed:
             return
         keys = {k.name: k for k in SEARCH_ATTRIBUTES}
-        workflow.upsert_search_attributes(
-            [keys[name].value_set(value) for name, value in changed.items()]
-        )  # type: ignore[attr-defined]
+        updates = [keys[name].value_set(value) for name, value in changed.items()]  # type: ignore[arg-type]
+        workflow.upsert_search_attributes(updates)
         self._published.update(changed)
 
     def _label(self) -> str:
