@@ -131,6 +131,14 @@ def _update(incident_id: str, update: Any, request: BaseModel) -> Any:
     return _run(lambda c: _handle(c, incident_id).execute_update(update, request))
 
 
+def _commander(incident_id: str, update: Any, actor: str, as_json: bool, **request: Any) -> None:
+    """Send one commander Update and show the timeline entry it recorded."""
+    entry = _update(
+        incident_id, update, CommanderRequest(actor=actor or _default_actor(), **request)
+    )
+    _emit(as_json, entry, lambda: _print_entry(entry))
+
+
 def _print_entry(entry: TimelineEntry) -> None:
     out.print(f"{entry.kind}: {entry.detail}".rstrip(": "))
 
@@ -180,10 +188,7 @@ def open_(
 @app.command("ack")
 def ack(incident_id: str, actor: ActorOpt = "", as_json: JsonOpt = False) -> None:
     """Acknowledge the incident (stops the time-to-acknowledge clock; you become the owner)."""
-    entry = _update(
-        incident_id, IncidentWorkflow.acknowledge, CommanderRequest(actor=actor or _default_actor())
-    )
-    _emit(as_json, entry, lambda: _print_entry(entry))
+    _commander(incident_id, IncidentWorkflow.acknowledge, actor, as_json)
 
 
 @app.command("assign")
@@ -194,12 +199,7 @@ def assign(
     as_json: JsonOpt = False,
 ) -> None:
     """Hand the incident to another commander."""
-    entry = _update(
-        incident_id,
-        IncidentWorkflow.assign,
-        CommanderRequest(actor=actor or _default_actor(), to=to),
-    )
-    _emit(as_json, entry, lambda: _print_entry(entry))
+    _commander(incident_id, IncidentWorkflow.assign, actor, as_json, to=to)
 
 
 @app.command("escalate")
@@ -213,23 +213,14 @@ def escalate(
     """Raise the severity."""
     if severity not in SEVERITIES:
         raise CliError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
-    entry = _update(
-        incident_id,
-        IncidentWorkflow.escalate,
-        CommanderRequest(actor=actor or _default_actor(), severity=severity, reason=reason),
-    )  # type: ignore[arg-type]
-    _emit(as_json, entry, lambda: _print_entry(entry))
+    _commander(incident_id, IncidentWorkflow.escalate, actor, as_json, severity=severity,
+               reason=reason)  # fmt: skip
 
 
 @app.command("note")
 def note(incident_id: str, text: str, actor: ActorOpt = "", as_json: JsonOpt = False) -> None:
     """Add a note to the timeline."""
-    entry = _update(
-        incident_id,
-        IncidentWorkflow.note,
-        CommanderRequest(actor=actor or _default_actor(), reason=text),
-    )
-    _emit(as_json, entry, lambda: _print_entry(entry))
+    _commander(incident_id, IncidentWorkflow.note, actor, as_json, reason=text)
 
 
 @app.command("close")
@@ -240,12 +231,7 @@ def close(
     as_json: JsonOpt = False,
 ) -> None:
     """Close the incident; steps still running are cancelled and recorded."""
-    entry = _update(
-        incident_id,
-        IncidentWorkflow.close,
-        CommanderRequest(actor=actor or _default_actor(), reason=resolution),
-    )
-    _emit(as_json, entry, lambda: _print_entry(entry))
+    _commander(incident_id, IncidentWorkflow.close, actor, as_json, reason=resolution)
 
 
 @app.command("event")
