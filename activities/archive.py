@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, select
-from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.history.v1 import History, HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
@@ -120,6 +120,13 @@ async def fetch_chain(
     return chain
 
 
+def history_sha256(history: WorkflowHistory) -> str:
+    """SHA-256 of the events' deterministic protobuf encoding: stable across JSON round trips
+    (the JSON text itself is not: map keys may come out in any order)."""
+    events = History(events=history.events).SerializeToString(deterministic=True)
+    return hashlib.sha256(events).hexdigest()
+
+
 def run_manifest(
     incident_id: str, history: WorkflowHistory, exported_at: datetime
 ) -> dict[str, Any]:
@@ -127,7 +134,6 @@ def run_manifest(
     start = history.events[0]
     attrs = start.workflow_execution_started_event_attributes
     incident = decode_start(start)
-    text = history.to_json()
     return {
         "format": ARCHIVE_FORMAT,
         "incident_id": incident_id,
@@ -143,7 +149,7 @@ def run_manifest(
         "playbook_version": incident.playbook.version if incident else None,
         "playbook_hash": incident.playbook_hash if incident else "",
         "event_count": len(history.events),
-        "history_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "history_sha256": history_sha256(history),
         "exported_at": exported_at.isoformat(),
     }
 
@@ -208,9 +214,9 @@ async def archive_chain(client: Client, request: ArchiveRequest) -> ArchiveResul
     try:
         description = await handle.describe()
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise ApplicationError(
-                f"no workflow {request.workflow_id} run {request.run_id}",
+                f"no workflow {request.workflow_id} run {request.run_id}: {err.message}",
                 type="IncidentNotFound",
                 non_retryable=True,
             ) from err

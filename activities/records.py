@@ -18,11 +18,12 @@ import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any, overload
 
 from sqlalchemy import Column, Text, UniqueConstraint, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 from temporalio import activity
 
 from activities import db
@@ -132,7 +133,6 @@ class ArchivedRun(SQLModel, table=True):
     workflow_id: str = Field(primary_key=True)
     run_id: str = Field(primary_key=True)
     incident_id: str = Field(index=True)
-    run_index: int  # 0 for the first run of a continue-as-new chain
     playbook: str
     playbook_hash: str
     close_status: str
@@ -144,7 +144,7 @@ class ArchivedRun(SQLModel, table=True):
 
 
 TABLES = [
-    t.__table__  # type: ignore[attr-defined]
+    SQLModel.metadata.tables[str(t.__tablename__)]
     for t in (RecordsMeta, IncidentRecord, SlaOutcome, AuditRow, AuditHead, ArchivedRun)
 ]
 _ready: dict[str, Engine] = {}
@@ -181,6 +181,10 @@ def _ensure_meta(eng: Engine) -> None:
 # --- Time and hashing ---------------------------------------------------------------------
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """Aware UTC (a naive value is taken as UTC): one form for storage, comparison and hashing."""
     if value is None:
@@ -230,14 +234,14 @@ def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
     eng = records_engine(url)
     with Session(eng) as s:
         # The first statement is a write so that SQLite takes its write lock before any read.
-        s.exec(update(AuditHead).where(AuditHead.id == 1).values(writes=AuditHead.writes + 1))
+        s.exec(update(AuditHead).where(col(AuditHead.id) == 1).values(writes=AuditHead.writes + 1))
         head = s.get(AuditHead, 1)
         assert head is not None
         seqs = [e.seq for e in batch.entries]
         existing = set(
             s.exec(
                 select(AuditRow.seq).where(
-                    AuditRow.incident_id == batch.incident_id, AuditRow.seq.in_(seqs)
+                    AuditRow.incident_id == batch.incident_id, col(AuditRow.seq).in_(seqs)
                 )
             ).all()
         )
@@ -262,7 +266,7 @@ def _incident_tip(s: Session, incident_id: str) -> str:
     last = s.exec(
         select(AuditRow.row_hash)
         .where(AuditRow.incident_id == incident_id)
-        .order_by(AuditRow.id.desc())  # type: ignore[union-attr]
+        .order_by(col(AuditRow.id).desc())
         .limit(1)
     ).first()
     return last or GENESIS
@@ -302,8 +306,8 @@ def _project(s: Session, batch: RecordBatch, state: IncidentState) -> None:
     record = s.get(IncidentRecord, batch.incident_id)
     if record is not None and record.last_seq > seq:
         return  # a late redelivery of an older batch must not roll the projection back
-    escalated = _escalated(state) or bool(record and record.escalated)
-    values = {
+    escalated = _escalated(state, batch.entries) or bool(record and record.escalated)
+    values: dict[str, Any] = {
         "playbook": batch.playbook,
         "playbook_hash": batch.playbook_hash,
         "workflow_id": batch.workflow_id,
@@ -323,7 +327,7 @@ def _project(s: Session, batch: RecordBatch, state: IncidentState) -> None:
         "updated_at": utc(datetime.now(UTC)),
     }
     if record is None:
-        record = IncidentRecord(incident_id=batch.incident_id, **values)
+        record = IncidentRecord.model_validate({"incident_id": batch.incident_id, **values})
     else:
         for key, value in values.items():
             setattr(record, key, value)
@@ -332,11 +336,11 @@ def _project(s: Session, batch: RecordBatch, state: IncidentState) -> None:
         _upsert_outcome(s, batch.incident_id, clock)
 
 
-def _escalated(state: IncidentState) -> bool:
-    """Severity changed at least once, or the timeline shows an escalation."""
+def _escalated(state: IncidentState, entries: list[TimelineEntry]) -> bool:
+    """Severity changed at least once, or an entry shows an escalation (breach escalations)."""
     if len({sev for _, sev in state.severity_history}) > 1:
         return True
-    return any(e.kind.startswith(ESCALATION_KINDS) for e in state.timeline)
+    return any(e.kind.startswith(ESCALATION_KINDS) for e in [*entries, *state.timeline])
 
 
 def clock_outcome(clock: SlaClock) -> str:
@@ -349,7 +353,7 @@ def clock_outcome(clock: SlaClock) -> str:
 
 
 def _upsert_outcome(s: Session, incident_id: str, clock: SlaClock) -> None:
-    values = {
+    values: dict[str, Any] = {
         "scope": "incident" if clock.name.startswith("incident.") else "step",
         "kind": clock.kind,
         "started_at": utc(clock.started_at),
@@ -366,7 +370,7 @@ def _upsert_outcome(s: Session, incident_id: str, clock: SlaClock) -> None:
     }
     row = s.get(SlaOutcome, (incident_id, clock.name))
     if row is None:
-        row = SlaOutcome(incident_id=incident_id, clock=clock.name, **values)
+        row = SlaOutcome.model_validate({"incident_id": incident_id, "clock": clock.name, **values})
     else:
         for key, value in values.items():
             setattr(row, key, value)

@@ -7,6 +7,7 @@ retry produces.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
@@ -226,3 +227,92 @@ def test_postgresql_backend_in_use():
         assert conn.execute(text("select 1")).scalar() == 1
     assert eng.dialect.name == "postgresql"
     eng.dispose()
+
+
+async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(dev_env):
+    """The workflow's own timeline, status and clocks against what the activities recorded, and
+    the archived history (read back without Temporal) against the same timeline."""
+    from temporalio.worker import Worker
+
+    from activities.archive import archived_runs
+    from audit import ReplayFormat, export_incident, replay_items
+    from audit_replay import load_document, rebuild
+    from tests.conftest import StandIns
+    from tests.engine_support import approval, commander, incident_input, playbook
+    from workflows.archive import ArchiveIncidentWorkflow
+    from workflows.incident import IncidentWorkflow, workflow_id_for
+    from workflows.models import ExternalEvent
+
+    pb = playbook(
+        [
+            {"id": "open-case", "kind": "action", "activity": "salesforce.upsert_case",
+             "args": {"subject": "{{ summary }}"}},
+            {"id": "legal-review", "kind": "approval", "roles": ["legal"], "sla": {"due": "4h"}},
+            {"id": "wait-reply", "kind": "wait_for", "event": "reply", "sla": {"due": "1d"}},
+        ],
+        sla={"acknowledge": {"due": "15m"}, "resolve": {"due": "1d"}},
+    )  # fmt: skip
+    inp = incident_input(pb)
+    queue = f"records-{inp.incident_id}"
+    stand_in = StandIns().activity()
+    async with (
+        Worker(dev_env.client, task_queue=queue, activities=[*records.ACTIVITIES, stand_in],
+               workflows=[IncidentWorkflow, ArchiveIncidentWorkflow]),
+        Worker(dev_env.client, task_queue=f"{queue}-salesforce", activities=[stand_in]),
+    ):  # fmt: skip
+        handle = await dev_env.client.start_workflow(
+            IncidentWorkflow.run, inp, id=workflow_id_for(inp.incident_id), task_queue=queue
+        )
+        await handle.execute_update(IncidentWorkflow.acknowledge, commander(reason="mine"))
+        while not (await handle.query(IncidentWorkflow.status)).pending_approvals:
+            await asyncio.sleep(0.02)  # the approval starts once the case is opened
+        await handle.execute_update(IncidentWorkflow.approve, approval("legal-review"))
+        await handle.signal(IncidentWorkflow.event, ExternalEvent(name="reply", actor="agency"))
+        await handle.execute_update(IncidentWorkflow.close, commander(reason="answered"))
+        await handle.result()
+        timeline = await handle.query(IncidentWorkflow.timeline)
+        status = await handle.query(IncidentWorkflow.status)
+        run_id = (await handle.describe()).run_id
+        archive = dev_env.client.get_workflow_handle(f"archive-{handle.id}-{run_id}")
+        archived = await archive.result()
+    assert archived["archived_runs"] == [run_id]
+
+    with Session(records.records_engine()) as s:
+        rows = list(s.exec(select(AuditRow).order_by(AuditRow.id)).all())
+        rec = s.get(IncidentRecord, inp.incident_id)
+        outcomes = {o.clock: o for o in s.exec(select(SlaOutcome)).all()}
+    assert len(rows) == len(timeline) > 8
+    for row, want in zip(rows, timeline, strict=True):
+        assert (row.seq, row.at, row.actor, row.role) == (
+            want.seq,
+            want.at,
+            want.actor,
+            want.role,
+        )
+        assert (row.action, row.step, row.detail) == (want.kind, want.step, want.detail)
+        assert (row.sla, row.due_at, json.loads(row.data)) == (want.sla, want.due_at, want.data)
+        assert (row.workflow_id, row.run_id) == (handle.id, run_id)
+        assert row.playbook_hash == inp.playbook_hash
+    assert verify().ok
+    assert rec is not None
+    assert (rec.status, rec.severity, rec.owner) == (status.status, status.severity, status.owner)
+    assert (rec.opened_at, rec.acknowledged_at, rec.closed_at) == (
+        status.opened_at, status.acknowledged_at, status.closed_at)  # fmt: skip
+    assert (rec.resolution, rec.last_seq) == ("answered", timeline[-1].seq)
+    assert set(outcomes) == {c.name for c in status.clocks} == {
+        "incident.acknowledge", "incident.resolve", "legal-review", "wait-reply"}  # fmt: skip
+    for view in status.clocks:
+        got = outcomes[view.name]
+        assert (got.kind, got.state, got.outcome) == (view.kind, view.state, "met")
+        assert got.paused_seconds == view.paused_total.total_seconds()
+
+    [archived_row] = archived_runs(inp.incident_id)
+    assert archived_row.playbook_hash == inp.playbook_hash
+    document = await export_incident(inp.incident_id, client=None)  # the archive alone
+    assert document["manifest"]["source"] == "archive"
+    items = load_document(document, "archive")
+    case = rebuild(inp.incident_id, [i.history for i in items])
+    assert [e.model_dump() for e in case.timeline] == [e.model_dump() for e in timeline]
+    assert [m.name for m in case.messages] == ["acknowledge", "approve", "event", "close"]
+    code, text = await replay_items(items, ReplayFormat.text)
+    assert code == 0 and f"hash {inp.playbook_hash}" in text
