@@ -32,5 +32,8 @@ lint: install
 bench: install
 	$(BIN)/python -m bench.run
 
+record-histories: install
+	$(BIN)/python scripts/record_histories.py
+
 clean:
 	rm -rf $(VENV) .data .pytest_cache

@@ -177,6 +177,10 @@ class IncidentWorkflow:
         await self._stop_tasks([walker, *background])
         self._draining = False
         await self._flush_records()
+        # Archive each run as it ends: on a cluster whose retention is shorter than a long
+        # incident, the early runs could be gone by the time the incident closes.
+        if workflow.patched("archive-each-run"):
+            await self._archive()
         self.state.runs += 1
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.state}))
 
