@@ -6,6 +6,8 @@ auditors' tools read these rows back once the namespace's retention has deleted 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -208,8 +210,16 @@ def _known_runs(workflow_id: str) -> dict[str, str | None]:
     return {r.run_id: json.loads(r.manifest_json).get("previous_run_id") for r in rows}
 
 
+async def _wait_until_closed(handle: Any, seconds: float = 60) -> None:
+    """The archiver starts just before its parent run ends: wait for that end (a long poll)
+    rather than fail and log a retry for what is the normal case."""
+    with contextlib.suppress(Exception):  # timeout, or the run failed/continued: describe decides
+        async with asyncio.timeout(seconds):
+            await handle.result(follow_runs=False)
+
+
 async def archive_chain(client: Client, request: ArchiveRequest) -> ArchiveResult:
-    """Wait (by failing retryably) for the run to close, then store it and its predecessors."""
+    """Wait for the run to close (retrying if it stays open), then store it and its predecessors."""
     handle = client.get_workflow_handle(request.workflow_id, run_id=request.run_id)
     try:
         description = await handle.describe()
@@ -221,6 +231,9 @@ async def archive_chain(client: Client, request: ArchiveRequest) -> ArchiveResul
                 non_retryable=True,
             ) from err
         raise
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        await _wait_until_closed(handle)
+        description = await handle.describe()
     if description.status == WorkflowExecutionStatus.RUNNING:
         raise ApplicationError(
             f"{request.workflow_id} run {request.run_id} is still running; archiving after close",
