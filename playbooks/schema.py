@@ -76,16 +76,21 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """Inverse of ``parse_duration``, used for hashing and for humans (``1d2h``)."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
-        return "0s"
+    """Inverse of ``parse_duration``, used for hashing and for humans (``1d2h``, ``0.05s``).
+
+    Sub-second parts are kept (a retry interval of 50 ms must reach the workflow as such); whole
+    seconds print exactly as before, so existing playbook hashes do not change.
+    """
+    total = value.total_seconds()
+    seconds, fraction = int(total), round(total - int(total), 6)
     parts = []
     for unit in ("d", "h", "m", "s"):
         n, seconds = divmod(seconds, _UNIT_SECONDS[unit])
-        if n:
+        if unit == "s" and fraction:
+            parts.append(f"{n + fraction:g}s")
+        elif n:
             parts.append(f"{n}{unit}")
-    return "".join(parts)
+    return "".join(parts) or "0s"
 
 
 Duration = Annotated[

@@ -203,3 +203,11 @@ def test_hash_changes_with_content() -> None:
 def test_every_playbook_has_its_own_hash() -> None:
     hashes = {loaded.content_hash for loaded in list_playbooks()}
     assert len(hashes) == len(NAMES)
+
+
+def test_sub_second_durations_survive_the_snapshot_and_whole_ones_print_as_before():
+    from playbooks.schema import format_duration, parse_duration
+
+    for text in ("0.05s", "1.5s", "2m0.25s", "90d", "1h30m", "15m", "0s"):
+        assert format_duration(parse_duration(text)) == text
+        assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
