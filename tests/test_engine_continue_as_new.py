@@ -1,8 +1,7 @@
 """Continue-as-new of IncidentWorkflow: a long incident split over several runs loses nothing.
 
-``continue_as_new_after_events`` forces a new run every few dozen history events. Handles here are
-never pinned to a run (``get_workflow_handle(id)``), so queries, signals and Updates follow the
-incident into its newest run.
+``continue_as_new_after_events`` forces a new run every few dozen history events. Handles are
+not pinned to a run, so queries, signals and Updates follow the incident into its newest run.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 from tests.engine_support import (
     approval,
@@ -29,7 +29,7 @@ from tests.engine_support import (
 from workflows.incident import IncidentWorkflow
 from workflows.models import ExternalEvent
 
-LATENCY = timedelta(seconds=2)
+LATENCY = timedelta(seconds=3)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ async def notes(handle, start: int, count: int) -> None:
 async def test_a_long_incident_over_several_runs_loses_nothing(h):
     inp = incident_input(playbook(LONG_PLAYBOOK), continue_as_new_after_events=40)
     first = await h.open(inp)
-    handle = h.follow(first)  # follows the newest run
+    handle = h.follow(first)
     await wait_for_status(handle, awaiting("disclose"))
     await notes(handle, 0, 12)
     status = await wait_for_status(handle, lambda s: s.run > 1)
@@ -161,9 +161,16 @@ async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env):
     handle = hts.follow(first)
     await wait_for_timeline(handle, has("step_started", "evidence"))
     await ts_env.sleep(timedelta(minutes=10))
-    for n in range(8):  # events nobody waits for: history grows, the clocks must not restart
+    # Events nobody waits for grow the history until a new run starts (how many it takes depends
+    # on how the server batches them into workflow tasks); the clocks must not restart.
+    run_1 = hts.client.get_workflow_handle(first.id, run_id=first.first_execution_run_id)
+    for n in range(100):
         await handle.signal(IncidentWorkflow.event, ExternalEvent(name="noise", data={"n": str(n)}))
-    status = await wait_for_status(handle, lambda s: s.run > 1)
+        if (await run_1.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+            break
+    await hts.settle(handle)
+    status = await handle.query(IncidentWorkflow.status)
+    assert status.run > 1
     assert {c.name: c.state for c in status.clocks} == {
         "incident.acknowledge": "on_track",
         "evidence": "on_track",
@@ -184,3 +191,22 @@ async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env):
     ]
     status = await handle.query(IncidentWorkflow.status)
     assert status.run == len(entries(tl, "continued")) + 1
+
+
+async def test_a_close_during_the_drain_closes_this_run_instead_of_starting_another(h):
+    h.stand_ins.hold("case.open_case")
+    inp = incident_input(playbook(LONG_PLAYBOOK), continue_as_new_after_events=30)
+    handle = h.follow(await h.open(inp))
+    await wait_for_status(handle, lambda s: h.stand_ins.started.get("case.open_case") == 1)
+    await notes(handle, 0, 10)  # a new run is due, and waits for open_case
+    closed = await handle.execute_update(IncidentWorkflow.close, commander(reason="withdrawn"))
+    h.stand_ins.release("case.open_case")
+    outcome = await handle.result()
+    assert (outcome.status, outcome.resolution) == ("closed", "withdrawn")
+    tl = await handle.query(IncidentWorkflow.timeline)
+    assert "continued" not in kinds(tl)
+    assert (await handle.query(IncidentWorkflow.status)).run == 1
+    assert one(tl, "closed").seq == closed.seq
+    assert one(tl, "step_completed", "open_case").seq > closed.seq
+    assert {e.detail for e in entries(tl, "step_cancelled")} <= {"cancelled: incident closed"}
+    assert h.stand_ins.started["case.open_case"] == 1

@@ -133,7 +133,8 @@ class IncidentWorkflow:
             lambda: self.state.status == "closed" or self._continue_as_new_due()
         )
         if self.state.status != "closed":
-            return await self._continue_as_new(walker, background)
+            # Returns only when the incident was closed while it waited for a clean point.
+            await self._continue_as_new(walker, background)
         self._stopping = "close"
         await self._stop_tasks([walker, *background])
         # Both are round trips to the server; neither needs the other.
@@ -173,6 +174,8 @@ class IncidentWorkflow:
         await workflow.wait_condition(
             lambda: self._in_flight == 0 and workflow.all_handlers_finished()
         )
+        if self.state.status == "closed" and workflow.patched("no-new-run-after-close"):
+            return  # a close landed while draining: this run closes the incident
         self._stopping = "continue_as_new"
         await self._stop_tasks([walker, *background])
         self._draining = False
