@@ -207,7 +207,11 @@ class EngineHarness(Harness):
         return handle
 
     def follow(self, handle: WorkflowHandle[Any, Any]) -> WorkflowHandle[Any, Any]:
-        """A handle on the incident's newest run (one from ``open`` stays on the first run)."""
+        """A plain handle on the incident's newest run, typed for ``IncidentWorkflow``.
+
+        Unlike the handle ``open`` returns, its ``result()`` never unlocks the time-skipping
+        server's clock.
+        """
         return self.client.get_workflow_handle_for(IncidentWorkflow.run, handle.id)
 
     async def close(
@@ -223,45 +227,80 @@ class EngineHarness(Harness):
         if settle:
             await self.settle(handle)
         await handle.execute_update(IncidentWorkflow.close, commander(actor, reason=reason))
-        outcome = await handle.result()
+        # Not ``handle.result()``: a time-skipping start handle unlocks the clock while it waits,
+        # and once the incident is done the server would leap to the next timer anywhere (the
+        # archive stand-in's ten-year run timeout). Closing needs no time to pass.
+        outcome = await self.follow(handle).result()
         last_run = await self.latest(handle)
         archive = self.client.get_workflow_handle(f"archive-{handle.id}-{last_run.run_id}")
-        assert (await archive.result())["run_id"] == last_run.run_id
+        await self.settle(archive)
+        request = await archive.query("request")
+        assert request["run_id"] == last_run.run_id, request
+        await self.finish(archive.id)
         return outcome
 
     async def settle(self, handle: WorkflowHandle[Any, Any], timeout: float = 20) -> None:
-        """Wait until the incident has no activity and no workflow task pending.
+        """Wait until the workflow has no activity, child start or workflow task pending.
 
-        Close on the time-skipping server only when settled: closing cancels an in-flight
-        records flush, and that server refuses to cancel an activity that finished meanwhile
-        (``ACTIVITY_UNKNOWN``), failing the workflow task until it times out.
+        The time-skipping server needs this twice. Closing cancels an in-flight records flush,
+        and that server refuses to cancel an activity that finished meanwhile
+        (``ACTIVITY_UNKNOWN``), failing the workflow task until it times out. And a workflow
+        terminated with a task pending keeps that task's lock on the clock for good. A child
+        pending means an incident run is archiving itself on its way to a new run.
         """
         import asyncio
 
         async def poll() -> None:
             while True:
                 raw = (await self.latest(handle)).raw_description
-                if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+                busy = raw.pending_activities or raw.pending_children
+                if not busy and not raw.HasField("pending_workflow_task"):
                     return
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(poll(), timeout)
 
     async def latest(self, handle: WorkflowHandle[Any, Any]) -> Any:
-        """``describe()`` of the newest run (a start handle is pinned to the first run)."""
+        """``describe()`` of the newest run of ``handle``'s workflow."""
         return await self.client.get_workflow_handle(handle.id).describe()
+
+    async def children(self, handle: WorkflowHandle[Any, Any]) -> list[str]:
+        """Ids of the child workflows (archives) started by every run of the incident."""
+        found: list[str] = []
+        run_id = handle.first_execution_run_id or handle.run_id
+        while True:
+            next_run = None
+            run = self.client.get_workflow_handle(handle.id, run_id=run_id)
+            async for event in run.fetch_history_events():
+                if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+                    attrs = event.start_child_workflow_execution_initiated_event_attributes
+                    found.append(attrs.workflow_id)
+                if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                    attrs_can = event.workflow_execution_continued_as_new_event_attributes
+                    next_run = attrs_can.new_execution_run_id
+            if next_run is None:
+                return found
+            run_id = next_run
+
+    async def finish(self, workflow_id: str) -> None:
+        """Terminate ``workflow_id`` if it still runs, once no task of it is pending."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        target = self.client.get_workflow_handle(workflow_id)
+        if (await target.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await self.settle(target)
+            await target.terminate("test over")
 
 
 @asynccontextmanager
 async def engine_harness(env: WorkflowEnvironment) -> AsyncIterator[EngineHarness]:
     """IncidentWorkflow, a stand-in archive child and ``GatedStandIns`` on a fresh task queue.
 
-    On exit, held operations are released and incidents still running are terminated: on the
-    time-skipping server a workflow left with a task and no worker would stop time for the tests
-    after it.
+    On exit, held operations are released, and incidents and their archive children still
+    running are settled, then terminated: on the time-skipping server a workflow left behind with
+    a timer would get a task that no worker takes, and a task pending stops the clock for every
+    test after it.
     """
-    from temporalio.client import WorkflowExecutionStatus
-
     from tests.engine_workflows import StandInArchiveWorkflow
 
     queue = f"tq-{uuid.uuid4().hex[:8]}"
@@ -282,5 +321,6 @@ async def engine_harness(env: WorkflowEnvironment) -> AsyncIterator[EngineHarnes
             for operation in list(stand_ins.held):
                 stand_ins.release(operation)
             for handle in harness.handles:
-                if (await harness.latest(handle)).status == WorkflowExecutionStatus.RUNNING:
-                    await env.client.get_workflow_handle(handle.id).terminate("test over")
+                await harness.finish(handle.id)
+                for child in await harness.children(handle):
+                    await harness.finish(child)

@@ -13,8 +13,21 @@ from temporalio import workflow
 
 @workflow.defn(name="ArchiveIncidentWorkflow")
 class StandInArchiveWorkflow:
-    """Completes at once, returning the archive request the closing incident sent."""
+    """Keeps the archive request the closing incident sent, and waits to be terminated.
+
+    It must not complete on its own: the time-skipping test server locks its clock when a child
+    completes and unlocks it only when the parent takes the news, which a parent that already
+    closed (the incident abandons its archive child) never does, so time would stop for good.
+    """
+
+    def __init__(self) -> None:
+        self._request: dict[str, Any] | None = None
 
     @workflow.run
-    async def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        return request
+    async def run(self, request: dict[str, Any]) -> None:
+        self._request = request
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query
+    def request(self) -> dict[str, Any] | None:
+        return self._request

@@ -41,7 +41,7 @@ from workflows.incident import (
 )
 from workflows.models import ExternalEvent
 
-LATENCY = timedelta(seconds=2)
+LATENCY = timedelta(seconds=3)
 
 
 @pytest.fixture(scope="module")

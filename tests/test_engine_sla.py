@@ -29,7 +29,7 @@ from workflows import sla as clocks
 from workflows.incident import IncidentWorkflow
 from workflows.models import BusinessCalendar, ExternalEvent
 
-LATENCY = timedelta(seconds=2)
+LATENCY = timedelta(seconds=3)
 
 
 @pytest.fixture(scope="module")
