@@ -34,6 +34,7 @@ LATENCY = timedelta(seconds=3)
 
 @pytest.fixture(scope="module")
 async def ts_env():
+    """Overrides conftest's ``ts_env``, whose search-attribute setup the test server refuses."""
     async with time_skipping_env() as env:
         yield env
 
