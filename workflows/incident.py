@@ -136,7 +136,14 @@ class IncidentWorkflow:
             # Returns only when the incident was closed while it waited for a clean point.
             await self._continue_as_new(walker, background)
         self._stopping = "close"
-        await self._stop_tasks([walker, *background])
+        flusher, *clock_races = background
+        if workflow.patched("records-flusher-finishes"):
+            # Cancelling a records flush whose result lands in this same workflow task could
+            # leave it pending for ever (seen under injected faults): let it finish and stop.
+            await self._stop_tasks([walker, *clock_races])
+            await flusher
+        else:
+            await self._stop_tasks([walker, *background])
         # Both are round trips to the server; neither needs the other.
         await asyncio.gather(self._flush_records(), self._archive())
         return self._outcome()
@@ -907,7 +914,9 @@ class IncidentWorkflow:
             return pending > 0 and (self._in_flight == 0 or pending >= RECORDS_BATCH)
 
         while True:
-            await workflow.wait_condition(due)
+            await workflow.wait_condition(lambda: due() or self._stopping == "close")
+            if self._stopping == "close":
+                return  # run() sends the last batch itself
             await self._flush_records()
 
     async def _flush_records(self) -> None:
