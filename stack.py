@@ -26,6 +26,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
 
@@ -65,10 +66,16 @@ def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-ar
 
 async def ensure_search_attributes(client: Client) -> None:
     """Register the incident search attributes on a server that lacks them."""
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    missing = {k: v for k, v in SEARCH_ATTRIBUTES.items() if k not in existing.custom_attributes}
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        known = set(existing.custom_attributes)
+    except RPCError as err:  # the Java time-skipping server can add but not list them
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {k: v for k, v in SEARCH_ATTRIBUTES.items() if k not in known}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,15 +21,11 @@ from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from stack import (
-    ensure_search_attributes,
     search_attribute_keys,
     temporal_binary,
-    test_server_binary,
 )
-from workflows.incident import IncidentWorkflow
 from workflows.models import ActionResult
 
 _exit_status = 0
@@ -49,16 +44,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(_exit_status)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: SLA hours pass in milliseconds."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(test_server_binary()),
-        data_converter=pydantic_data_converter,
-    )
-    await ensure_search_attributes(env.client)
-    yield env
-    await env.shutdown()
+    """The time-skipping test server (SLA hours pass in milliseconds), one per module: its clock
+    can stop for good after some sequences (see tests/engine_support.time_skipping_env)."""
+    from tests.engine_support import time_skipping_env
+
+    async with time_skipping_env() as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
@@ -108,27 +101,3 @@ class Harness:
     client: Client
     task_queue: str
     stand_ins: StandIns
-
-
-@pytest.fixture
-async def harness_factory() -> AsyncIterator[Any]:
-    """Start a worker (incident workflow + stand-ins on both queues) against a given env."""
-    workers: list[Worker] = []
-
-    async def start(env: WorkflowEnvironment) -> Harness:
-        queue = f"tq-{uuid.uuid4().hex[:8]}"
-        stand_ins = StandIns()
-        for q, workflows in ((queue, [IncidentWorkflow]), (f"{queue}-salesforce", [])):
-            worker = Worker(
-                env.client,
-                task_queue=q,
-                workflows=workflows,
-                activities=[stand_ins.activity()],
-            )
-            await worker.__aenter__()
-            workers.append(worker)
-        return Harness(env.client, queue, stand_ins)
-
-    yield start
-    for worker in reversed(workers):
-        await worker.__aexit__(None, None, None)

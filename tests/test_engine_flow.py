@@ -27,7 +27,6 @@ from tests.engine_support import (
     playbook,
     refusal,
     start,
-    time_skipping_env,
     wait_for_status,
     wait_for_timeline,
 )
@@ -42,13 +41,6 @@ from workflows.incident import (
 from workflows.models import ExternalEvent
 
 LATENCY = timedelta(seconds=3)
-
-
-@pytest.fixture(scope="module")
-async def ts_env():
-    """Overrides conftest's ``ts_env``, whose search-attribute setup the test server refuses."""
-    async with time_skipping_env() as env:
-        yield env
 
 
 @pytest.fixture
