@@ -356,21 +356,17 @@ def print_timeline(entries: list[TimelineEntry]) -> None:
     """One line per entry: readable in a terminal, a log or a case file."""
     for e in entries:
         who = f"{e.actor} ({e.role})" if e.role else e.actor
-        sla = (
-            f" [SLA {e.sla}"
-            + (
-                f", due {e.due_at:%Y-%m-%d %H:%M}Z]"
-                if e.due_at and e.sla not in ("met", "met_late")
-                else "]"
-            )
-            if e.sla
-            else ""
-        )
-        step = f" {e.step}" if e.step else ""
-        out.print(
-            f"{e.seq:>3} {e.at:%Y-%m-%d %H:%M:%S}Z {who:<24} {e.kind:<18}{step}: {e.detail}{sla}",
-            markup=False,
-        )
+        text = " ".join(part for part in (e.kind.ljust(18), e.step, e.detail) if part)
+        out.print(f"{e.seq:>3} {e.at:%Y-%m-%d %H:%M:%S}Z {who:<24} {text}{_sla_note(e)}",
+                  markup=False)  # fmt: skip
+
+
+def _sla_note(entry: TimelineEntry) -> str:
+    if not entry.sla:
+        return ""
+    if entry.due_at and entry.sla not in ("met", "met_late"):
+        return f" [SLA {entry.sla}, due {entry.due_at:%Y-%m-%d %H:%M}Z]"
+    return f" [SLA {entry.sla}]"
 
 
 @app.command("list")
