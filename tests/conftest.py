@@ -101,3 +101,21 @@ class Harness:
     client: Client
     task_queue: str
     stand_ins: StandIns
+
+
+@pytest.fixture
+async def h(dev_env: WorkflowEnvironment) -> AsyncIterator[Any]:
+    """An engine harness (workflow, stand-in activities and archive child) on the dev server."""
+    from tests.engine_support import engine_harness
+
+    async with engine_harness(dev_env) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def hts(ts_env: WorkflowEnvironment) -> AsyncIterator[Any]:
+    """The same harness on the time-skipping server."""
+    from tests.engine_support import engine_harness
+
+    async with engine_harness(ts_env) as harness:
+        yield harness

@@ -16,7 +16,6 @@ from tests.engine_support import (
     approval,
     awaiting,
     commander,
-    engine_harness,
     entries,
     has,
     incident_input,
@@ -29,12 +28,6 @@ from tests.engine_support import (
 )
 from workflows.incident import IncidentWorkflow
 from workflows.models import ApprovalRequest, ExternalEvent
-
-
-@pytest.fixture
-async def h(dev_env):
-    async with engine_harness(dev_env) as harness:
-        yield harness
 
 
 def disclosure(on_reject: str = "fail", **approval_extra: Any) -> list[dict[str, Any]]:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.engine_support import (
     approval,
     awaiting,
     commander,
-    engine_harness,
     entries,
     has,
     incident_input,
@@ -29,18 +27,6 @@ from workflows.incident import IncidentWorkflow
 from workflows.models import ExternalEvent
 
 LATENCY = timedelta(seconds=3)
-
-
-@pytest.fixture
-async def h(dev_env):
-    async with engine_harness(dev_env) as harness:
-        yield harness
-
-
-@pytest.fixture
-async def hts(ts_env):
-    async with engine_harness(ts_env) as harness:
-        yield harness
 
 
 def action(step_id: str, **extra):

@@ -18,7 +18,6 @@ from incident_service import start_incident
 from tests.engine_support import (
     approval,
     commander,
-    engine_harness,
     entries,
     has,
     incident_input,
@@ -41,18 +40,6 @@ from workflows.incident import (
 from workflows.models import ExternalEvent
 
 LATENCY = timedelta(seconds=3)
-
-
-@pytest.fixture
-async def h(dev_env):
-    async with engine_harness(dev_env) as harness:
-        yield harness
-
-
-@pytest.fixture
-async def hts(ts_env):
-    async with engine_harness(ts_env) as harness:
-        yield harness
 
 
 def action(step_id: str, activity: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -11,11 +11,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.engine_support import (
     commander,
-    engine_harness,
     entries,
     has,
     incident_input,
@@ -31,12 +28,6 @@ from workflows.models import BusinessCalendar, ExternalEvent
 LATENCY = timedelta(seconds=3)
 
 
-@pytest.fixture
-async def h(ts_env):
-    async with engine_harness(ts_env) as harness:
-        yield harness
-
-
 def assert_fired_at(entry, base: datetime, offset: timedelta) -> None:
     """``entry`` happened ``offset`` after ``base``: never early, late only by server latency."""
     late = entry.at - (base + offset)
@@ -47,7 +38,7 @@ async def event(handle, name: str, **data: str) -> None:
     await handle.signal(IncidentWorkflow.event, ExternalEvent(name=name, data=data))
 
 
-async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues(ts_env, h):
+async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues(ts_env, hts):
     pb = playbook(
         [
             {
@@ -67,7 +58,7 @@ async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues
             {"id": "after", "kind": "action", "activity": "case.note"},
         ]
     )
-    handle = await h.open(incident_input(pb, severity="sev2"))
+    handle = await hts.open(incident_input(pb, severity="sev2"))
     await wait_for_timeline(handle, has("step_started", "evidence"))
     await ts_env.sleep(timedelta(hours=2))
     tl = await wait_for_timeline(handle, has("escalation", "evidence", 3))
@@ -88,11 +79,11 @@ async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues
         '{"notify":"#tns-leadership"}',
         '{"raise_severity":1}',
     ]
-    pages = h.stand_ins.named("notify.pagerduty")
+    pages = hts.stand_ins.named("notify.pagerduty")
     assert [p["args"]["escalation_policy"] for p in pages] == ["lers-secondary"]
     assert pages[0]["idempotency_key"] == f"{pages[0]['incident_id']}:breach:evidence:0"
     assert pages[0]["args"]["action"] == "trigger"
-    slack_channels = [p["args"]["channel"] for p in h.stand_ins.named("notify.slack")]
+    slack_channels = [p["args"]["channel"] for p in hts.stand_ins.named("notify.slack")]
     assert slack_channels == ["#tns-critical-response", "#tns-leadership"]  # warning, breach
     raised = one(tl, "severity_changed")
     assert raised.data == {"from": "sev2", "to": "sev1"}
@@ -109,10 +100,10 @@ async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues
     tl = await wait_for_timeline(handle, has("playbook_complete"))
     assert one(tl, "step_completed", "evidence").sla == "met_late"
     assert one(tl, "step_started", "after").at >= one(tl, "event").at
-    assert len(h.stand_ins.named("case.note")) == 1
+    assert len(hts.stand_ins.named("case.note")) == 1
     assert (await handle.query(IncidentWorkflow.status)).status == "playbook_complete"
 
-    outcome = await h.close(handle, reason="contained")
+    outcome = await hts.close(handle, reason="contained")
     assert (outcome.status, outcome.sla_breached, outcome.resolution) == (
         "closed",
         True,
@@ -120,7 +111,7 @@ async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues
     )
 
 
-async def test_on_breach_fail_fails_the_step_and_halts_the_playbook(ts_env, h):
+async def test_on_breach_fail_fails_the_step_and_halts_the_playbook(ts_env, hts):
     pb = playbook(
         [
             {
@@ -132,7 +123,7 @@ async def test_on_breach_fail_fails_the_step_and_halts_the_playbook(ts_env, h):
             {"id": "never", "kind": "action", "activity": "case.note"},
         ]
     )
-    handle = await h.open(incident_input(pb))
+    handle = await hts.open(incident_input(pb))
     await wait_for_timeline(handle, has("step_started", "preserve"))
     await ts_env.sleep(timedelta(hours=1))
     tl = await wait_for_timeline(handle, has("playbook_halted"))
@@ -144,14 +135,14 @@ async def test_on_breach_fail_fails_the_step_and_halts_the_playbook(ts_env, h):
     assert "SLA" in failed.detail
     assert kinds(tl).index("step_failed") < kinds(tl).index("playbook_halted")
     assert "never" not in {e.step for e in tl}
-    assert h.stand_ins.named("case.note") == []
+    assert hts.stand_ins.named("case.note") == []
     status = await handle.query(IncidentWorkflow.status)
     assert status.active_steps == []
     assert status.status == "open"  # halted walk; the incident stays open for the commander
     assert status.sla_breached is True
 
 
-async def test_paused_clock_does_not_run_and_breach_shifts_by_paused_time(ts_env, h):
+async def test_paused_clock_does_not_run_and_breach_shifts_by_paused_time(ts_env, hts):
     pb = playbook(
         [
             {
@@ -167,7 +158,7 @@ async def test_paused_clock_does_not_run_and_breach_shifts_by_paused_time(ts_env
             }
         ]
     )
-    handle = await h.open(incident_input(pb))
+    handle = await hts.open(incident_input(pb))
     await wait_for_timeline(handle, has("step_started", "vendor"))
     await ts_env.sleep(timedelta(minutes=20))
     await event(handle, "waiting_on_vendor")
@@ -191,7 +182,7 @@ async def test_paused_clock_does_not_run_and_breach_shifts_by_paused_time(ts_env
     await ts_env.sleep(timedelta(hours=2))
     tl = await wait_for_timeline(handle, has("escalation", "vendor"))
     assert_fired_at(one(tl, "sla_breach", "vendor"), started.at, timedelta(hours=1) + paused_for)
-    assert [p["args"]["channel"] for p in h.stand_ins.named("notify.slack")] == ["#late"]
+    assert [p["args"]["channel"] for p in hts.stand_ins.named("notify.slack")] == ["#late"]
     status = await handle.query(IncidentWorkflow.status)
     assert status.clocks[0].paused_total == paused_for
 
@@ -204,7 +195,7 @@ def next_weekday_at(now: datetime, weekday: int, hour: int) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
-async def test_business_hours_clock_skips_nights_and_weekends(ts_env, h):
+async def test_business_hours_clock_skips_nights_and_weekends(ts_env, hts):
     calendar = BusinessCalendar(timezone="UTC", days=[0, 1, 2, 3, 4])  # Mon-Fri 09:00-17:00
     pb = playbook(
         [
@@ -219,7 +210,7 @@ async def test_business_hours_clock_skips_nights_and_weekends(ts_env, h):
     # Open the incident on a Friday at 18:00 UTC, after hours.
     friday = next_weekday_at(await ts_env.get_current_time(), 4, 18)
     await ts_env.sleep(friday - await ts_env.get_current_time())
-    handle = await h.open(incident_input(pb, calendar=calendar))
+    handle = await hts.open(incident_input(pb, calendar=calendar))
     tl = await wait_for_timeline(handle, has("step_started", "review"))
     started = one(tl, "step_started", "review")
     assert timedelta(0) <= started.at - friday < LATENCY
@@ -241,7 +232,7 @@ async def test_business_hours_clock_skips_nights_and_weekends(ts_env, h):
     assert clocks.counted("business", started.at, due, calendar) == timedelta(hours=10)
 
 
-async def test_ninety_day_timer_reminds_at_day_75_and_fires_at_day_90(ts_env, h):
+async def test_ninety_day_timer_reminds_at_day_75_and_fires_at_day_90(ts_env, hts):
     pb = playbook(
         [
             {
@@ -255,7 +246,7 @@ async def test_ninety_day_timer_reminds_at_day_75_and_fires_at_day_90(ts_env, h)
         ]
     )
     wall = time.monotonic()
-    handle = await h.open(incident_input(pb))
+    handle = await hts.open(incident_input(pb))
     await wait_for_timeline(handle, has("timer_set", "hold"))
     await ts_env.sleep(timedelta(days=91))
     tl = await wait_for_timeline(handle, has("step_completed", "release"))
@@ -265,7 +256,7 @@ async def test_ninety_day_timer_reminds_at_day_75_and_fires_at_day_90(ts_env, h)
     assert timer_set.detail == f"fires at {(started.at + timedelta(days=90)).isoformat()}"
     assert_fired_at(one(tl, "reminder", "hold"), started.at, timedelta(days=75))
     assert_fired_at(one(tl, "step_completed", "hold"), started.at, timedelta(days=90))
-    reminders = h.stand_ins.named("notify.slack")
+    reminders = hts.stand_ins.named("notify.slack")
     assert [r["args"]["channel"] for r in reminders] == ["#legal-holds"]
     assert "reminder" in reminders[0]["args"]["text"]
     assert reminders[0]["idempotency_key"].endswith(":reminder:hold")
@@ -276,8 +267,8 @@ ACK_SLA = {"acknowledge": {"due": "15m", "warn_at": "10m", "on_breach": [{"page"
 WAITING = [{"id": "wait", "kind": "wait_for", "event": "never"}]
 
 
-async def test_incident_acknowledge_sla_breaches_when_nobody_acks(ts_env, h):
-    handle = await h.open(incident_input(playbook(WAITING, sla=ACK_SLA)))
+async def test_incident_acknowledge_sla_breaches_when_nobody_acks(ts_env, hts):
+    handle = await hts.open(incident_input(playbook(WAITING, sla=ACK_SLA)))
     await wait_for_timeline(handle, has("step_started", "wait"))
     await ts_env.sleep(timedelta(minutes=30))
     tl = await wait_for_timeline(handle, has("escalation", "incident.acknowledge"))
@@ -288,7 +279,7 @@ async def test_incident_acknowledge_sla_breaches_when_nobody_acks(ts_env, h):
     breach = one(tl, "sla_breach", "incident.acknowledge")
     assert_fired_at(breach, opened.at, timedelta(minutes=15))
     assert breach.due_at == opened.at + timedelta(minutes=15)
-    assert [p["args"]["escalation_policy"] for p in h.stand_ins.named("notify.pagerduty")] == [
+    assert [p["args"]["escalation_policy"] for p in hts.stand_ins.named("notify.pagerduty")] == [
         "ic-primary"
     ]
     status = await handle.query(IncidentWorkflow.status)
@@ -298,23 +289,23 @@ async def test_incident_acknowledge_sla_breaches_when_nobody_acks(ts_env, h):
     # A late ack stops the clock as met late.
     ack = await handle.execute_update(IncidentWorkflow.acknowledge, commander("ivan"))
     assert ack.sla == "met_late"
-    outcome = await h.close(handle, "ivan", reason="done")
+    outcome = await hts.close(handle, "ivan", reason="done")
     assert outcome.sla_breached is True
     assert outcome.time_to_acknowledge >= timedelta(minutes=30)
 
 
-async def test_incident_acknowledge_sla_met_when_acked_in_time(ts_env, h):
-    handle = await h.open(incident_input(playbook(WAITING, sla=ACK_SLA)))
+async def test_incident_acknowledge_sla_met_when_acked_in_time(ts_env, hts):
+    handle = await hts.open(incident_input(playbook(WAITING, sla=ACK_SLA)))
     await wait_for_timeline(handle, has("step_started", "wait"))
     ack = await handle.execute_update(IncidentWorkflow.acknowledge, commander("ivan"))
     assert (ack.kind, ack.actor, ack.sla) == ("acknowledged", "ivan", "met")
     await ts_env.sleep(timedelta(hours=1))
     tl = await handle.query(IncidentWorkflow.timeline)
     assert not {"sla_warning", "sla_breach", "escalation"} & set(kinds(tl))
-    assert h.stand_ins.named("notify.pagerduty") == []
+    assert hts.stand_ins.named("notify.pagerduty") == []
     status = await handle.query(IncidentWorkflow.status)
     assert (status.status, status.owner, status.sla_breached) == ("acknowledged", "ivan", False)
     assert {c.name: c.state for c in status.clocks} == {"incident.acknowledge": "met"}
-    outcome = await h.close(handle, "ivan", reason="done")
+    outcome = await hts.close(handle, "ivan", reason="done")
     assert outcome.sla_breached is False
     assert outcome.time_to_acknowledge < timedelta(minutes=15)

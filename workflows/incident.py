@@ -604,7 +604,7 @@ class IncidentWorkflow:
 
     @acknowledge.validator
     def _validate_acknowledge(self, request: CommanderRequest) -> None:
-        self._require_open()
+        self._refuse_if_closed()
         if self.state.acknowledged_at is not None:
             raise ApplicationError(
                 "already acknowledged", type="already_acknowledged", non_retryable=True
@@ -623,7 +623,7 @@ class IncidentWorkflow:
 
     @assign.validator
     def _validate_assign(self, request: CommanderRequest) -> None:
-        self._require_open()
+        self._refuse_if_closed()
         if not request.to:
             raise ApplicationError(
                 "assign needs --to NAME", type="missing_assignee", non_retryable=True
@@ -636,7 +636,7 @@ class IncidentWorkflow:
 
     @escalate.validator
     def _validate_escalate(self, request: CommanderRequest) -> None:
-        self._require_open()
+        self._refuse_if_closed()
         if request.severity is None or not rules.is_more_urgent(
             request.severity, self.state.severity
         ):
@@ -652,7 +652,7 @@ class IncidentWorkflow:
 
     @note.validator
     def _validate_note(self, request: CommanderRequest) -> None:
-        self._require_open()
+        self._refuse_if_closed()
         if not request.reason.strip():
             raise ApplicationError("a note needs text", type="empty_note", non_retryable=True)
 
@@ -671,7 +671,7 @@ class IncidentWorkflow:
 
     @close.validator
     def _validate_close(self, request: CommanderRequest) -> None:
-        self._require_open()
+        self._refuse_if_closed()
         if not request.reason.strip():
             raise ApplicationError(
                 "closing needs a resolution", type="missing_resolution", non_retryable=True
@@ -720,7 +720,7 @@ class IncidentWorkflow:
     def timeline(self) -> list[TimelineEntry]:
         return self.state.timeline
 
-    def _require_open(self) -> None:
+    def _refuse_if_closed(self) -> None:
         if self.state.status == "closed":
             raise ApplicationError(
                 "the incident is closed", type="incident_closed", non_retryable=True

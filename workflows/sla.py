@@ -1,7 +1,7 @@
 """SLA clock arithmetic: pure functions over ``SlaClock`` for the incident workflow.
 
 Imported inside the Temporal workflow sandbox, so everything here is deterministic: stdlib and
-pydantic models only, no I/O, no ``datetime.now()``; the caller always passes ``now``. A clock
+pydantic models only, no I/O, never a read of the wall clock; the caller always passes ``now``. A clock
 counts either wall time or business time (the calendar's working hours, computed per local day so
 that DST shifts land where the team's wall clock says). Functions return new models, never mutate.
 """
