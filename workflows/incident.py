@@ -2,9 +2,9 @@
 
 The playbook arrives whole in ``IncidentInput`` (never read from disk here). ``_run_steps`` walks
 a step list; ``_run_step`` wraps every step with its SLA race (``_enforce_sla``, the only place SLA
-timers live) and hands it to one handler per kind. Commanders act through Updates, Legal decides by
-Update or signal, outside events arrive as signals, and ``status``/``timeline`` are queries. All
-state lives in ``IncidentState`` so continue-as-new carries it over intact.
+timers live) and hands it to one handler per kind. The Updates, signals and queries through which
+people act live in ``workflows/messages.py`` (a mixin). All state lives in ``IncidentState`` so
+continue-as-new carries it over intact.
 """
 
 from __future__ import annotations
@@ -34,18 +34,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import rules
     from workflows import sla as clocks
+    from workflows.messages import IncidentMessages
     from workflows.models import (
+        ACK_CLOCK,
+        RESOLVE_CLOCK,
         ActionRequest,
         ActionResult,
-        ApprovalRequest,
-        ApprovalResult,
-        CommanderRequest,
-        Decision,
-        ExternalEvent,
         IncidentInput,
         IncidentOutcome,
         IncidentState,
-        IncidentStatus,
         PendingApproval,
         RecordBatch,
         StepState,
@@ -64,7 +61,6 @@ ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
-ACK_CLOCK, RESOLVE_CLOCK = "incident.acknowledge", "incident.resolve"
 
 
 class StepFailed(Exception):
@@ -82,7 +78,7 @@ def workflow_id_for(incident_id: str) -> str:
 
 
 @workflow.defn
-class IncidentWorkflow:
+class IncidentWorkflow(IncidentMessages):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
@@ -503,228 +499,6 @@ class IncidentWorkflow:
             else:
                 continue
             self._clock_version += 1
-
-    # ----------------------------------------------------------------------- Updates, signals
-
-    @workflow.update
-    async def approve(self, request: ApprovalRequest) -> ApprovalResult:
-        return self._decide(request, "approve", raise_refusal=True)
-
-    @approve.validator
-    def _validate_approve(self, request: ApprovalRequest) -> None:
-        self._validate_decision(request)
-
-    @workflow.update
-    async def reject(self, request: ApprovalRequest) -> ApprovalResult:
-        return self._decide(request, "reject", raise_refusal=True)
-
-    @reject.validator
-    def _validate_reject(self, request: ApprovalRequest) -> None:
-        self._validate_decision(request)
-
-    @workflow.signal
-    def approve_signal(self, request: ApprovalRequest) -> None:
-        self._decide(request, "approve", raise_refusal=False)
-
-    @workflow.signal
-    def reject_signal(self, request: ApprovalRequest) -> None:
-        self._decide(request, "reject", raise_refusal=False)
-
-    def _validate_decision(self, request: ApprovalRequest) -> None:
-        """Stale or malformed decisions never reach history; authorization is judged in the
-        handler so that a refused attempt is recorded for auditors."""
-        try:
-            rules.check_decision(self.state, self.steps, request)
-        except rules.DecisionRefused as refused:
-            if refused.code in rules.STALE_REFUSALS:
-                raise ApplicationError(
-                    refused.message, type=refused.code, non_retryable=True
-                ) from None
-
-    def _decide(
-        self, request: ApprovalRequest, decision: str, *, raise_refusal: bool
-    ) -> ApprovalResult:
-        try:
-            pending = rules.check_decision(self.state, self.steps, request)
-        except rules.DecisionRefused as refused:
-            self._record(
-                "approval_refused",
-                f"{decision} refused ({refused.code}): {refused.message}",
-                actor=request.actor,
-                role=request.role,
-                step=request.step_id if request.step_id in self.steps else None,
-                data={"code": refused.code, "reason": request.reason},
-            )
-            if raise_refusal:
-                raise ApplicationError(
-                    refused.message, type=refused.code, non_retryable=True
-                ) from None
-            return ApprovalResult(step_id=request.step_id, outcome="rejected")
-        pending.decisions.append(
-            Decision(
-                actor=request.actor,
-                role=request.role,
-                reason=request.reason,
-                at=workflow.now(),
-                decision=decision,
-            )
-        )  # type: ignore[arg-type]
-        if decision == "reject":
-            pending.outcome = "rejected"
-        elif pending.second_roles and len(pending.decisions) == 1:
-            self._record(
-                "approved",
-                f"first approval: {request.reason}",
-                actor=request.actor,
-                role=request.role,
-                step=request.step_id,
-            )
-            return ApprovalResult(step_id=request.step_id, outcome="awaiting_second_approver")
-        else:
-            pending.outcome = "approved"
-        self._record(
-            pending.outcome,
-            request.reason,
-            actor=request.actor,
-            role=request.role,
-            step=request.step_id,
-        )
-        return ApprovalResult(step_id=request.step_id, outcome=pending.outcome)
-
-    @workflow.update
-    async def acknowledge(self, request: CommanderRequest) -> TimelineEntry:
-        self.state.acknowledged_at = workflow.now()
-        self.state.owner = request.actor
-        self._stop_clock(ACK_CLOCK)
-        if self.state.status == "open":  # never back from playbook_complete
-            self._set_status("acknowledged")
-        return self._record(
-            "acknowledged", request.reason, actor=request.actor, role=request.role, clock=ACK_CLOCK
-        )
-
-    @acknowledge.validator
-    def _validate_acknowledge(self, request: CommanderRequest) -> None:
-        self._refuse_if_closed()
-        if self.state.acknowledged_at is not None:
-            raise ApplicationError(
-                "already acknowledged", type="already_acknowledged", non_retryable=True
-            )
-
-    @workflow.update
-    async def assign(self, request: CommanderRequest) -> TimelineEntry:
-        previous, self.state.owner = self.state.owner, request.to or self.state.owner
-        return self._record(
-            "assigned",
-            f"{previous} -> {self.state.owner}",
-            actor=request.actor,
-            role=request.role,
-            data={"from": previous, "to": self.state.owner},
-        )
-
-    @assign.validator
-    def _validate_assign(self, request: CommanderRequest) -> None:
-        self._refuse_if_closed()
-        if not request.to:
-            raise ApplicationError(
-                "assign needs --to NAME", type="missing_assignee", non_retryable=True
-            )
-
-    @workflow.update
-    async def escalate(self, request: CommanderRequest) -> TimelineEntry:
-        assert request.severity is not None
-        return self._set_severity(request.severity, request.actor, request.role, request.reason)
-
-    @escalate.validator
-    def _validate_escalate(self, request: CommanderRequest) -> None:
-        self._refuse_if_closed()
-        if request.severity is None or not rules.is_more_urgent(
-            request.severity, self.state.severity
-        ):
-            raise ApplicationError(
-                f"escalate raises severity; {request.severity} is not above {self.state.severity}",
-                type="not_an_escalation",
-                non_retryable=True,
-            )
-
-    @workflow.update
-    async def note(self, request: CommanderRequest) -> TimelineEntry:
-        return self._record("note", request.reason, actor=request.actor, role=request.role)
-
-    @note.validator
-    def _validate_note(self, request: CommanderRequest) -> None:
-        self._refuse_if_closed()
-        if not request.reason.strip():
-            raise ApplicationError("a note needs text", type="empty_note", non_retryable=True)
-
-    @workflow.update
-    async def close(self, request: CommanderRequest) -> TimelineEntry:
-        return self._close(request.actor, request.role, request.reason)
-
-    def _close(self, actor: str, role: str, resolution: str) -> TimelineEntry:
-        self.state.resolution = resolution
-        self.state.closed_at = workflow.now()
-        for name in list(self.state.clocks):
-            self._stop_clock(name)
-        entry = self._record("closed", resolution, actor=actor, role=role, clock=RESOLVE_CLOCK)
-        self._set_status("closed")
-        return entry
-
-    @close.validator
-    def _validate_close(self, request: CommanderRequest) -> None:
-        self._refuse_if_closed()
-        if not request.reason.strip():
-            raise ApplicationError(
-                "closing needs a resolution", type="missing_resolution", non_retryable=True
-            )
-
-    @workflow.signal
-    def event(self, event: ExternalEvent) -> None:
-        if self.state.status == "closed":
-            return
-        self.state.fields.update(event.data)
-        self.state.events_pending[event.name] = self.state.events_pending.get(event.name, 0) + 1
-        self._record(
-            "event", event.name, actor=event.actor, data={k: v for k, v in event.data.items()}
-        )
-        self._pause_or_resume(event.name)
-
-    @workflow.query
-    def status(self) -> IncidentStatus:
-        now = workflow.now()
-        return IncidentStatus(
-            incident_id=self.inp.incident_id,
-            playbook=self.inp.playbook.name,
-            playbook_version=self.inp.playbook.version,
-            playbook_hash=self.inp.playbook_hash,
-            summary=self.inp.summary,
-            severity=self.state.severity,
-            status=self.state.status,
-            owner=self.state.owner,
-            opened_at=self.state.opened_at,
-            acknowledged_at=self.state.acknowledged_at,
-            closed_at=self.state.closed_at,
-            active_steps=[s for s in self.state.steps.values() if s.status == "running"],
-            pending_approvals=[
-                a
-                for a in self.state.approvals.values()
-                if a.outcome is None and self.state.steps[a.step_id].status == "running"
-            ],
-            clocks=[clocks.view(c, now, self.inp.calendar) for c in self.state.clocks.values()],
-            sla_breached=self.state.sla_breached,
-            fields=self.state.fields,
-            as_of=now,
-            run=self.state.runs,
-        )
-
-    @workflow.query
-    def timeline(self) -> list[TimelineEntry]:
-        return self.state.timeline
-
-    def _refuse_if_closed(self) -> None:
-        if self.state.status == "closed":
-            raise ApplicationError(
-                "the incident is closed", type="incident_closed", non_retryable=True
-            )
 
     # --------------------------------------------------------------------------- bookkeeping
 

@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
 
+# Names of the incident-level SLA clocks (step clocks are named by their step id).
+ACK_CLOCK, RESOLVE_CLOCK = "incident.acknowledge", "incident.resolve"
+
 IncidentStatusName = Literal["open", "acknowledged", "playbook_complete", "closed"]
 StepStatusName = Literal["running", "completed", "skipped", "failed", "cancelled"]
 SlaStateName = Literal["on_track", "warned", "breached", "paused", "met", "met_late", "stopped"]
