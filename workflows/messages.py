@@ -129,8 +129,8 @@ class IncidentMessages:
             pending.outcome = "rejected"
         elif pending.second_roles and len(pending.decisions) == 1:
             self._record(
-                "approved",
-                f"first approval: {request.reason}",
+                "first_approval",
+                f"{request.reason} (a second approver must still decide)",
                 actor=request.actor,
                 role=request.role,
                 step=request.step_id,
