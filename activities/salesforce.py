@@ -10,6 +10,7 @@ activities run on their own task queue, rate-limited fleet-wide (``salesforce_wo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -110,53 +111,62 @@ async def update_case(req: ActionRequest) -> ActionResult:
     return _result(sf, "case updated" if fields else "nothing to update", case_id=case_id)
 
 
+async def _create_once(
+    req: ActionRequest,
+    sobject: str,
+    parent_field: str,
+    marker_field: str,
+    build: Callable[[str, str], dict[str, Any]],
+    noun: str,
+    said: tuple[str, str],
+) -> ActionResult:
+    """Create a record under the incident's Case once per step: a retry whose first answer was
+    lost finds the record by the step's marker (SOQL) instead of creating it again."""
+    sf = SalesforceClient(get_settings())
+    case_id = await _case_id(sf, req.incident_id)
+    marker = record_marker(req.idempotency_key)
+    key, (created_text, existing_text) = f"{noun}_id", said
+    log = activity_logger(step_id=req.step_id, case_id=case_id)
+    existing = await sf.find_marked(sobject, parent_field, case_id, marker_field, marker)
+    if existing:
+        log.info(f"salesforce.{noun}_deduplicated", **{key: existing})
+        return _result(sf, existing_text, case_id=case_id, deduplicated="true",
+                       **{key: existing})  # fmt: skip
+    record_id = await sf.create(sobject, build(case_id, marker))
+    log.info(f"salesforce.{noun}_{created_text.split()[-1]}", **{key: record_id}, **sf.limit_data())
+    return _result(sf, created_text, case_id=case_id, deduplicated="false",
+                   **{key: record_id})  # fmt: skip
+
+
 @activity.defn(name="salesforce.add_comment")
 async def add_comment(req: ActionRequest) -> ActionResult:
     """Post a CaseComment once per step, even when a retry follows a post whose answer was lost."""
     args = parse_args(AddCommentArgs, req)
-    sf = SalesforceClient(get_settings())
-    case_id = await _case_id(sf, req.incident_id)
-    marker = record_marker(req.idempotency_key)
-    log = activity_logger(step_id=req.step_id, case_id=case_id)
-    existing = await sf.find_marked("CaseComment", "ParentId", case_id, "CommentBody", marker)
-    if existing:
-        log.info("salesforce.comment_deduplicated", comment_id=existing)
-        return _result(sf, "comment already posted", case_id=case_id, comment_id=existing,
-                       deduplicated="true")  # fmt: skip
-    body = with_marker(args.body, marker, COMMENT_LIMIT_BYTES)
-    comment = {"ParentId": case_id, "CommentBody": body, "IsPublished": args.public}
-    comment_id = await sf.create("CaseComment", comment)
-    log.info("salesforce.comment_added", comment_id=comment_id, **sf.limit_data())
-    return _result(sf, "comment added", case_id=case_id, comment_id=comment_id,
-                   deduplicated="false")  # fmt: skip
+
+    def comment(case_id: str, marker: str) -> dict[str, Any]:
+        body = with_marker(args.body, marker, COMMENT_LIMIT_BYTES)
+        return {"ParentId": case_id, "CommentBody": body, "IsPublished": args.public}
+
+    said = ("comment added", "comment already posted")
+    return await _create_once(
+        req, "CaseComment", "ParentId", "CommentBody", comment, "comment", said
+    )
 
 
 @activity.defn(name="salesforce.create_task")
 async def create_task(req: ActionRequest) -> ActionResult:
     """Create a Task on the Case once per step (same marker lookup as comments)."""
     args = parse_args(CreateTaskArgs, req)
-    sf = SalesforceClient(get_settings())
-    case_id = await _case_id(sf, req.incident_id)
-    marker = record_marker(req.idempotency_key)
-    log = activity_logger(step_id=req.step_id, case_id=case_id)
-    existing = await sf.find_marked("Task", "WhatId", case_id, "Description", marker)
-    if existing:
-        log.info("salesforce.task_deduplicated", task_id=existing)
-        return _result(sf, "task already created", case_id=case_id, task_id=existing,
-                       deduplicated="true")  # fmt: skip
-    task = _compact(
-        {
-            "WhatId": case_id,
-            "Subject": args.subject,
-            "Description": with_marker(args.description, marker),
-            "Priority": args.priority,
-            "Status": "Not Started",
-            "OwnerId": args.owner_id,
-        }
-    )
-    task_id = await sf.create("Task", task)
-    log.info("salesforce.task_created", task_id=task_id, **sf.limit_data())
-    return _result(sf, "task created", case_id=case_id, task_id=task_id, deduplicated="false")
+
+    def task(case_id: str, marker: str) -> dict[str, Any]:
+        return _compact({
+            "WhatId": case_id, "Subject": args.subject,
+            "Description": with_marker(args.description, marker), "Priority": args.priority,
+            "Status": "Not Started", "OwnerId": args.owner_id,
+        })  # fmt: skip
+
+    said = ("task created", "task already created")
+    return await _create_once(req, "Task", "WhatId", "Description", task, "task", said)
 
 
 ACTIVITIES = [upsert_case, update_case, add_comment, create_task]
