@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from playbooks.operations import salesforce_queue
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -128,11 +130,6 @@ class Settings(BaseSettings):
     @property
     def salesforce_task_queue(self) -> str:
         return salesforce_queue(self.task_queue)
-
-
-def salesforce_queue(task_queue: str) -> str:
-    """Name of the Salesforce queue beside ``task_queue`` (the workflow derives it the same way)."""
-    return f"{task_queue}-salesforce"
 
 
 @lru_cache

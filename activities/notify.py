@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import ledger
-from activities.catalog import EmailArgs, PagerDutyArgs, SlackArgs, SmsArgs
+from playbooks.operations import EmailArgs, PagerDutyArgs, SlackArgs, SmsArgs
 from activities.email_send import send_email
 from activities.salesforce import parse_args
 from activities.vendor_http import is_ambiguous, permanent, retry_after, retryable, send

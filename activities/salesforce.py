@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
-from activities.catalog import AddCommentArgs, CreateTaskArgs, UpdateCaseArgs, UpsertCaseArgs
+from playbooks.operations import AddCommentArgs, CreateTaskArgs, UpdateCaseArgs, UpsertCaseArgs
 from activities.salesforce_api import SalesforceClient, soql_quote
 from activities.vendor_http import permanent
 from logs import activity_logger

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from activities.catalog import OPERATIONS
+from playbooks.operations import OPERATIONS
 from playbooks.schema import ROLES, STEP_KINDS, Playbook
 
 PLAYBOOK_DIR = Path(__file__).parent

@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.catalog import is_salesforce
+    from playbooks.operations import is_salesforce
     from playbooks.schema import (
         ActionStep,
         ApprovalStep,

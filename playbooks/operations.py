@@ -2,7 +2,8 @@
 
 This is the contract between playbooks (checked by ``incident lint``), the interpreter (which calls an
 activity by this name with an ``ActionRequest``) and the activity implementations in
-``activities/salesforce.py`` and ``activities/notify.py``. Pure: no I/O, safe to import anywhere.
+``activities/salesforce.py`` and ``activities/notify.py``, and which task queue runs each. Pure: no
+I/O, safe to import anywhere.
 """
 
 from __future__ import annotations
@@ -81,3 +82,13 @@ OPERATIONS: dict[str, type[_Args]] = {
 def is_salesforce(operation: str) -> bool:
     """Salesforce operations run on their own rate-limited task queue."""
     return operation.startswith("salesforce.")
+
+
+def salesforce_queue(task_queue: str) -> str:
+    """The Salesforce queue beside ``task_queue``: the fleet shares one org-wide rate limit."""
+    return f"{task_queue}-salesforce"
+
+
+def task_queue_for(operation: str, task_queue: str) -> str:
+    """Which queue runs ``operation`` when the incident runs on ``task_queue``."""
+    return salesforce_queue(task_queue) if is_salesforce(operation) else task_queue

@@ -1,0 +1,41 @@
+"""The names every part of critical-response agrees on: workflow ids, search attributes, and the
+activities and child workflows the interpreter calls by name.
+
+One place for each, so the CLI, intake, the audit tools, the embedded stack and the workflow itself
+cannot drift apart. Pure: safe to import in workflow code.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+WORKFLOW_ID_PREFIX = "incident-"
+
+# Search attributes hold no personal data: only what `incident list` filters on.
+SA_SEVERITY = SearchAttributeKey.for_keyword("IncidentSeverity")
+SA_PLAYBOOK = SearchAttributeKey.for_keyword("IncidentPlaybook")
+SA_STATUS = SearchAttributeKey.for_keyword("IncidentStatus")
+SA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
+SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED)
+
+RECORDS_ACTIVITY = "records.append"
+ARCHIVE_ACTIVITY = "records.archive_history"
+REPORT_SUMMARY_ACTIVITY = "records.report_summary"
+ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
+
+
+def workflow_id_for(incident_id: str) -> str:
+    """The workflow id of incident ``incident_id`` (unique forever)."""
+    return f"{WORKFLOW_ID_PREFIX}{incident_id}"
+
+
+def incident_id_of(workflow_id: str) -> str | None:
+    """The incident id behind an incident workflow id; None for any other workflow."""
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        return None
+    return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
+
+
+def archive_workflow_id(workflow_id: str, run_id: str) -> str:
+    """One archiver per closing run, so re-archiving after a reset never collides."""
+    return f"archive-{workflow_id}-{run_id}"
