@@ -27,7 +27,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy settings.py starter.py worker.py stack.py workflows playbooks activities
+	$(BIN)/mypy settings.py starter.py worker.py connection.py terminal.py logs.py \
+		workflows playbooks activities records incidents audit reports intake stack
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -1,6 +1,6 @@
 """structlog configuration: JSON lines carrying incident id, workflow/run id and step.
 
-Activities bind those keys from ``activity.info()`` and the ``ActionRequest``; PII (summaries,
+Activities bind those keys through ``activities/log.py``; PII (summaries,
 free-text, phone numbers, emails) is never logged, only ids and outcomes.
 """
 
@@ -27,21 +27,3 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-
-
-def activity_logger(**extra: object) -> structlog.stdlib.BoundLogger:
-    """A logger bound to the current activity's incident, workflow, run and step."""
-    from temporalio import activity
-
-    bound: dict[str, object] = {}
-    if activity.in_activity():
-        info = activity.info()
-        bound = {
-            "workflow_id": info.workflow_id,
-            "run_id": info.workflow_run_id,
-            "activity": info.activity_type,
-            "attempt": info.attempt,
-        }
-        if info.workflow_id and info.workflow_id.startswith("incident-"):
-            bound["incident_id"] = info.workflow_id.removeprefix("incident-")
-    return structlog.get_logger().bind(**bound, **extra)

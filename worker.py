@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 
@@ -18,7 +17,7 @@ from temporalio.worker import Worker
 
 import logs
 from activities import notify, records, salesforce
-from connection import connect
+from connection import connect, exit_process
 from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.daily_report import DailyReportWorkflow
@@ -71,9 +70,7 @@ def main() -> None:
     except Exception as err:  # noqa: BLE001 - one line on stderr, never a traceback
         print(f"worker: {err}", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_process(code)
 
 
 if __name__ == "__main__":

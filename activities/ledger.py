@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
-from activities.db import engine
+from records.store import engine
 
 ClaimState = Literal["new", "pending", "sent"]
 

@@ -20,11 +20,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import ledger
-from playbooks.operations import EmailArgs, PagerDutyArgs, SlackArgs, SmsArgs
 from activities.email_send import send_email
+from activities.log import activity_logger
 from activities.salesforce import parse_args
 from activities.vendor_http import is_ambiguous, permanent, retry_after, retryable, send
-from logs import activity_logger
+from playbooks.operations import EmailArgs, PagerDutyArgs, SlackArgs, SmsArgs
 from settings import Settings, get_settings
 from workflows.models import ActionRequest, ActionResult
 

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
-from playbooks.operations import AddCommentArgs, CreateTaskArgs, UpdateCaseArgs, UpsertCaseArgs
+from activities.log import activity_logger
 from activities.salesforce_api import SalesforceClient, soql_quote
 from activities.vendor_http import permanent
-from logs import activity_logger
+from playbooks.operations import AddCommentArgs, CreateTaskArgs, UpdateCaseArgs, UpsertCaseArgs
 from settings import Settings, get_settings
 from workflows.models import ActionRequest, ActionResult
 

@@ -3,7 +3,7 @@ dev server and the real workers, counting what the vendors actually received.
 
 Run it with ``python -m bench.integrations [--incidents 50]``. It starts the sandbox on a free
 loopback port, a Temporal dev server (the venv's ``temporal`` binary), and the workers from
-``worker.build_workers``; opens every incident through ``incident_service`` with the scenario
+``worker.build_workers``; opens every incident through ``incidents.service`` with the scenario
 playbook below; drives each one (SLA breaches page and notify, an outside event, close); then reads
 ``GET /_sandbox/state`` and writes ``bench/integrations.md``.
 
@@ -36,17 +36,17 @@ from typing import Any
 import httpx
 import temporalio
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import logs
-import stack
-from activities.db import reset_engines
 from activities.salesforce import record_marker
 from activities.salesforce_api import forget_tokens
-from incident_service import build_input, start_incident
+from connection import DATA_CONVERTER
+from incidents.service import build_input, start_incident
+from records.store import reset_engines
 from sandbox.server import free_port
 from settings import Settings, get_settings
+from stack import devserver
 from worker import build_workers
 from workflows.incident import IncidentWorkflow
 from workflows.models import CommanderRequest, ExternalEvent, TimelineEntry
@@ -406,13 +406,13 @@ def sandbox_process(env: dict[str, str]) -> Iterator[str]:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while not stack.port_open(host, port):
+        while not devserver.port_open(host, port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the sandbox did not start on {host}:{port}")
             time.sleep(0.05)
         yield f"http://{host}:{port}"
     finally:
-        stack.stop_process(proc)
+        devserver.stop_process(proc)
 
 
 async def run_bench(incidents: int, rate: float, out: Path, command: str) -> bool:
@@ -441,9 +441,9 @@ async def run_bench(incidents: int, rate: float, out: Path, command: str) -> boo
         httpx.post(f"{sandbox_url}/_sandbox/faults", json=fault_rules(rate=rate, drops=drops),
                    timeout=5).raise_for_status()  # fmt: skip
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(stack.temporal_binary()),
-            data_converter=pydantic_data_converter,
-            search_attributes=stack.search_attribute_keys(),
+            dev_server_existing_path=str(devserver.temporal_binary()),
+            data_converter=DATA_CONVERTER,
+            search_attributes=devserver.search_attribute_keys(),
             dev_server_log_level="error",
         )
         ids = [f"BENCH-{uuid.uuid4().hex[:8]}-{n:03d}" for n in range(incidents)]

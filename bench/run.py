@@ -25,18 +25,24 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities import records
 from bench.plain import PlainIncidentWorkflow
+from connection import DATA_CONVERTER
 from playbooks.loader import content_hash
 from playbooks.schema import Playbook
 from settings import Settings, get_settings
-from stack import ensure_search_attributes, start_dev_server, stop_process, wait_for_client
+from stack.devserver import (
+    ensure_search_attributes,
+    start_dev_server,
+    stop_process,
+    wait_for_client,
+)
 from workflows.archive import ArchiveIncidentWorkflow
-from workflows.incident import IncidentWorkflow, workflow_id_for
+from workflows.incident import IncidentWorkflow
 from workflows.models import ActionResult, ApprovalRequest, IncidentInput
+from workflows.names import workflow_id_for
 
 INCIDENTS = int(os.environ.get("BENCH_INCIDENTS", "100"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "25"))
@@ -216,7 +222,7 @@ async def main_async() -> None:
         server = start_dev_server(settings)
         try:
             client = await wait_for_client(lambda: Client.connect(
-                settings.temporal_address, data_converter=pydantic_data_converter))  # fmt: skip
+                settings.temporal_address, data_converter=DATA_CONVERTER))  # fmt: skip
             await ensure_search_attributes(client)
             run_id = uuid.uuid4().hex[:6]
             rows = []

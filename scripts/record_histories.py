@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 from temporalio import activity  # noqa: E402
 from temporalio.client import WorkflowHandle  # noqa: E402
 from temporalio.common import RawValue  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
+from connection import DATA_CONVERTER  # noqa: E402
 from playbooks.loader import LoadedPlaybook, list_playbooks  # noqa: E402
 from scripts import history_scenarios as plans  # noqa: E402
 from workflows.models import (  # noqa: E402
@@ -140,8 +140,9 @@ async def drive(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], lp: 
 async def record(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
                  scenario: plans.Scenario, attempt: int = 1) -> dict[str, Any]:  # fmt: skip
     """Run one scenario to close, wait for its archive, and export it like ``audit export``."""
-    from audit import export_incident
-    from workflows.incident import IncidentWorkflow, workflow_id_for
+    from audit.export import export_incident
+    from workflows.incident import IncidentWorkflow
+    from workflows.names import workflow_id_for
 
     pb = lp.playbook
     severity = scenario.facts.get("severity", pb.default_severity)
@@ -180,7 +181,7 @@ async def record_with_retries(env: WorkflowEnvironment, queue: str, lp: LoadedPl
 
 def covered_by(document: dict[str, Any]) -> set[plans.Target]:
     """The branch cases this recorded incident took, read from its own history."""
-    from audit_replay import load_document, rebuild
+    from audit.replay import load_document, rebuild
 
     items = load_document(document, "recording")
     case = rebuild(items[0].incident_id, [i.history for i in items])
@@ -224,7 +225,7 @@ async def record_playbook(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybo
 
 async def main(only: list[str], out: Path) -> int:
     from activities import records
-    from stack import search_attribute_keys, temporal_binary
+    from stack.devserver import search_attribute_keys, temporal_binary
     from workflows.archive import ArchiveIncidentWorkflow
     from workflows.incident import IncidentWorkflow
 
@@ -232,7 +233,7 @@ async def main(only: list[str], out: Path) -> int:
     env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=search_attribute_keys(),
         dev_server_log_level="error",
         dev_server_extra_args=[

@@ -18,11 +18,11 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from stack import (
+from connection import DATA_CONVERTER
+from stack.devserver import (
     search_attribute_keys,
     temporal_binary,
 )
@@ -59,7 +59,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (in-memory SQLite), for Updates and end-to-end tests."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=search_attribute_keys(),
         dev_server_log_level="error",
     )

@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 
 from playbooks.schema import Playbook
 from tests.conftest import Call, Harness, StandIns
-from workflows.incident import IncidentWorkflow, workflow_id_for
+from workflows.incident import IncidentWorkflow
 from workflows.models import (
     ActionResult,
     ApprovalRequest,
@@ -25,6 +25,7 @@ from workflows.models import (
     IncidentInput,
     IncidentOutcome,
 )
+from workflows.names import workflow_id_for
 
 
 def playbook(steps: list[dict[str, Any]], **extra: Any) -> Playbook:
@@ -140,21 +141,21 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server with the incident search attributes registered.
 
     The Java test server implements ``AddSearchAttributes`` but not ``ListSearchAttributes``, so
-    ``stack.ensure_search_attributes`` (list first, then add the missing ones) cannot run there.
+    ``stack.devserver.ensure_search_attributes`` (list first, then add the missing ones) cannot run there.
     """
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from stack import SEARCH_ATTRIBUTES, test_server_binary
+    from connection import DATA_CONVERTER
+    from stack.devserver import search_attribute_types, test_server_binary
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     try:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
-                namespace=env.client.namespace, search_attributes=SEARCH_ATTRIBUTES
+                namespace=env.client.namespace, search_attributes=search_attribute_types()
             )
         )
         yield env

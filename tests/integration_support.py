@@ -17,8 +17,8 @@ import pytest
 import uvicorn
 from temporalio.testing import ActivityEnvironment
 
-from activities.db import reset_engines
 from activities.salesforce_api import forget_tokens
+from records.store import reset_engines
 from sandbox.server import SandboxServer, free_port, running_sandbox
 from settings import Settings, get_settings
 from workflows.models import ActionRequest, ActionResult

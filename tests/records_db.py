@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine
 
-from activities import db, records
+from records import store as db
+from records import tables
 from settings import get_settings
 from workflows.models import IncidentState, RecordBatch, SlaClock, TimelineEntry
 
@@ -25,7 +26,7 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 def _fresh(url: str) -> None:
     if not url.startswith("sqlite"):
         eng = create_engine(url)
-        records.SQLModel.metadata.drop_all(eng, tables=records.TABLES)
+        tables.SQLModel.metadata.drop_all(eng, tables=tables.TABLES)
         eng.dispose()
 
 
@@ -37,10 +38,10 @@ def records_url(tmp_path, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("CR_DATABASE_URL", url)
     get_settings.cache_clear()
     db.reset_engines()
-    records._ready.clear()
+    tables._ready.clear()
     yield url
     db.reset_engines()
-    records._ready.clear()
+    tables._ready.clear()
     get_settings.cache_clear()
 
 

@@ -7,10 +7,10 @@ from sqlalchemy import text
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from activities import records
-from activities.records import AuditRow, row_digest
-from audit import audit_app
-from audit_verify import verify
+from audit.cli import audit_app
+from audit.verify import verify
+from records.chain import row_digest, write_batch
+from records.tables import AuditRow, records_engine
 from tests.records_db import batch, entry, records_url, state
 
 pytestmark = pytest.mark.usefixtures(records_url.__name__)
@@ -28,11 +28,11 @@ def _seed() -> None:
         batch("b", b[1:2], state(b)),
         batch("a", a[3:4], state(a)),
     ):
-        records.write_batch(item)
+        write_batch(item)
 
 
 def _sql(statement: str) -> None:
-    with records.records_engine().begin() as conn:
+    with records_engine().begin() as conn:
         conn.execute(text(statement))
 
 
@@ -64,7 +64,7 @@ def test_an_edited_row_is_named_and_the_cli_exits_1():
 
 def test_an_edit_with_a_recomputed_hash_breaks_the_next_link():
     _seed()
-    with Session(records.records_engine()) as s:
+    with Session(records_engine()) as s:
         row = s.get(AuditRow, 4)
         assert row is not None
         row.detail = "nothing happened"

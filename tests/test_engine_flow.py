@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from incident_service import start_incident
+from incidents.service import start_incident
 from tests.engine_support import (
     approval,
     commander,
@@ -29,15 +29,9 @@ from tests.engine_support import (
     wait_for_status,
     wait_for_timeline,
 )
-from workflows.incident import (
-    SA_BREACHED,
-    SA_PLAYBOOK,
-    SA_SEVERITY,
-    SA_STATUS,
-    IncidentWorkflow,
-    workflow_id_for,
-)
+from workflows.incident import IncidentWorkflow
 from workflows.models import ExternalEvent
+from workflows.names import SA_BREACHED, SA_PLAYBOOK, SA_SEVERITY, SA_STATUS, workflow_id_for
 
 LATENCY = timedelta(seconds=3)
 

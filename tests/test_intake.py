@@ -11,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-import intake
+from intake import app as intake
 from sandbox.server import free_port
 from settings import get_settings
 from tests.integration_support import ThreadedServer
@@ -28,7 +28,7 @@ class Opened:
 
 
 class FakeOpener:
-    """Stands in for incident_service.open_incident: same keywords, same idempotency contract."""
+    """Stands in for incidents.service.open_incident: same keywords, same idempotency contract."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
 """End to end on the real Temporal dev server with the real workers and the sandbox emulators.
 
-Each test opens incidents through ``incident_service`` on its own task queue, with the workers from
+Each test opens incidents through ``incidents.service`` on its own task queue, with the workers from
 ``worker.build_workers`` polling it, and then counts what the emulated vendors received. The
 scenario playbook and the tally are shared with the bench (``bench/integrations.py``).
 """
@@ -21,7 +21,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-import intake
 from activities import ledger
 from bench.integrations import (
     PLAYBOOK,
@@ -35,6 +34,7 @@ from bench.integrations import (
     tally,
     write_playbook,
 )
+from intake import app as intake
 from playbooks.loader import load_playbook
 from sandbox.server import SandboxServer, free_port
 from settings import Settings
@@ -46,7 +46,8 @@ from tests.integration_support import (
     sandbox_server,
     state,
 )
-from workflows.incident import SA_PLAYBOOK, IncidentWorkflow
+from workflows.incident import IncidentWorkflow
+from workflows.names import SA_PLAYBOOK
 
 __all__ = ["integration_env", "sandbox_server"]  # fixtures used by name
 

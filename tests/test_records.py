@@ -16,15 +16,16 @@ from sqlmodel import Session, select
 from temporalio.testing import ActivityEnvironment
 
 from activities import records
-from activities.records import (
+from audit.verify import verify
+from records import tables
+from records.chain import row_digest, write_batch
+from records.tables import (
     GENESIS,
     AuditRow,
     IncidentRecord,
     RecordsMeta,
     SlaOutcome,
-    row_digest,
 )
-from audit_verify import verify
 from tests.records_db import PG_URL, at, batch, clock, entry, records_url, state
 
 pytestmark = pytest.mark.usefixtures(records_url.__name__)
@@ -85,7 +86,7 @@ async def test_full_incident_audit_rows_match_timeline_field_by_field():
     results = await _deliver_full_incident()
     assert [r["written"] for r in results] == [2, 2, 0, 2, 0, 1, 0, 0]
     assert [r["skipped"] for r in results] == [0, 0, 2, 0, 2, 0, 1, 2]
-    with Session(records.records_engine()) as s:
+    with Session(tables.records_engine()) as s:
         rows = list(s.exec(select(AuditRow).order_by(AuditRow.id)).all())
     assert [r.id for r in rows] == [1, 2, 3, 4, 5, 6, 7]
     runs = ["run-1"] * 4 + ["run-2"] * 3
@@ -116,7 +117,7 @@ async def test_full_incident_audit_rows_match_timeline_field_by_field():
 async def test_projection_and_sla_outcomes_follow_the_latest_snapshot():
     await _deliver_full_incident()  # the late redelivery of batch 1 must not roll anything back
     final = _snapshot(6)
-    with Session(records.records_engine()) as s:
+    with Session(tables.records_engine()) as s:
         rec = s.get(IncidentRecord, "ato-1")
         outcomes = {o.clock: o for o in s.exec(select(SlaOutcome)).all()}
     assert rec is not None
@@ -164,7 +165,7 @@ async def test_two_incidents_keep_their_own_chain_and_the_log_chain():
         batch("b", b[1:], state(b)),
     ):
         await env.run(records.append, item)
-    with Session(records.records_engine()) as s:
+    with Session(tables.records_engine()) as s:
         rows = list(s.exec(select(AuditRow).order_by(AuditRow.id)).all())
     assert [(r.incident_id, r.seq) for r in rows] == [
         ("a", 0),
@@ -184,19 +185,19 @@ async def test_two_incidents_keep_their_own_chain_and_the_log_chain():
 
 def test_concurrent_writers_extend_one_unbroken_chain():
     """Eight threads append at once (as activity slots do); the head lock keeps one chain."""
-    records.records_engine()
+    tables.records_engine()
 
     def worker(n: int) -> None:
         for seq in range(5):
             item = entry(seq, seq, f"user{n}", "note")
-            records.write_batch(batch(f"inc-{n}", [item], state([item])))
+            write_batch(batch(f"inc-{n}", [item], state([item])))
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    with Session(records.records_engine()) as s:
+    with Session(tables.records_engine()) as s:
         ids = s.exec(select(AuditRow.id).order_by(AuditRow.id)).all()
     assert list(ids) == list(range(1, 41))
     verdict = verify()
@@ -204,16 +205,16 @@ def test_concurrent_writers_extend_one_unbroken_chain():
 
 
 def test_schema_version_is_recorded_and_a_newer_schema_refused():
-    eng = records.records_engine()
+    eng = tables.records_engine()
     with Session(eng) as s:
         meta = s.get(RecordsMeta, "schema_version")
-        assert meta is not None and meta.value == str(records.SCHEMA_VERSION) == "1"
+        assert meta is not None and meta.value == str(tables.SCHEMA_VERSION) == "1"
         meta.value = "99"
         s.add(meta)
         s.commit()
-    records._ready.clear()
+    tables._ready.clear()
     with pytest.raises(RuntimeError, match="schema version 99 is newer"):
-        records.records_engine()
+        tables.records_engine()
 
 
 def test_postgresql_backend_in_use():
@@ -234,14 +235,16 @@ async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(
     the archived history (read back without Temporal) against the same timeline."""
     from temporalio.worker import Worker
 
-    from activities.archive import archived_runs
-    from audit import ReplayFormat, export_incident, replay_items
-    from audit_replay import load_document, rebuild
+    from audit.cli import ReplayFormat, replay_items
+    from audit.export import export_incident
+    from audit.replay import load_document, rebuild
+    from records.archive import archived_runs
     from tests.conftest import StandIns
     from tests.engine_support import approval, commander, incident_input, playbook
     from workflows.archive import ArchiveIncidentWorkflow
-    from workflows.incident import IncidentWorkflow, workflow_id_for
+    from workflows.incident import IncidentWorkflow
     from workflows.models import ExternalEvent
+    from workflows.names import workflow_id_for
 
     pb = playbook(
         [
@@ -277,7 +280,7 @@ async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(
         archived = await archive.result()
     assert archived["archived_runs"] == [run_id]
 
-    with Session(records.records_engine()) as s:
+    with Session(tables.records_engine()) as s:
         rows = list(s.exec(select(AuditRow).order_by(AuditRow.id)).all())
         rec = s.get(IncidentRecord, inp.incident_id)
         outcomes = {o.clock: o for o in s.exec(select(SlaOutcome)).all()}

@@ -12,8 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
-from audit import ReplayFormat, replay_items, replay_main
-from audit_replay import explain, integrity_failures, load_file, rebuild, replay
+from audit.cli import ReplayFormat, replay_items, replay_main
+from audit.replay import explain, integrity_failures, load_file, rebuild, replay
 from workflows.archive import ArchiveIncidentWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))

@@ -36,15 +36,13 @@ from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from activities import records
-from report import build_report, report_command, summary_text, to_csv, to_json, to_table
-from report_chart import write_chart
+from records.chain import write_batch
+from reports.chart import write_chart
+from reports.cli import report_command
+from reports.report import build_report, summary_text, to_csv, to_json, to_table
+from reports.schedule import create_daily_schedule
 from tests.records_db import batch, clock, entry, records_url, state
-from workflows.daily_report import (
-    SCHEDULE_ID,
-    DailyReportRequest,
-    DailyReportWorkflow,
-    create_daily_schedule,
-)
+from workflows.daily_report import SCHEDULE_ID, DailyReportRequest, DailyReportWorkflow
 from workflows.models import ActionRequest, ActionResult
 
 pytestmark = pytest.mark.usefixtures(records_url.__name__)
@@ -71,7 +69,7 @@ def _incident(iid, playbook, sev, base, ack, closed, clocks, history=None, extra
         closed_at=base + timedelta(minutes=closed) if closed is not None else None,
         clocks={c.name: c for c in clocks},
     )
-    records.write_batch(batch(iid, timeline, snapshot, playbook=playbook))
+    write_batch(batch(iid, timeline, snapshot, playbook=playbook))
 
 
 def seed() -> None:

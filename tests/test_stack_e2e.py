@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from sandbox.server import free_port
-from stack import port_open
+from stack.devserver import port_open
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

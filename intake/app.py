@@ -4,9 +4,9 @@ A request is verified by the Standard Webhooks scheme (``webhook-id``, ``webhook
 ``webhook-signature``; timestamps more than five minutes off are rejected) using the
 ``standardwebhooks`` package, mapped to a playbook and severity by routing rules (first match wins;
 a YAML/JSON file named by ``CR_INTAKE_RULES_FILE``, else ``DEFAULT_RULES``), and opened through
-``incident_service.open_incident`` with an incident id derived from the source record, so the same
+``incidents.service.open_incident`` with an incident id derived from the source record, so the same
 case delivered twice opens one incident. Anything unsigned or malformed gets a 4xx JSON error and
-opens nothing. Run it with ``python -m intake`` (``CR_INTAKE_HOST``/``CR_INTAKE_PORT``).
+opens nothing. Run it with ``python -m intake.app`` (``CR_INTAKE_HOST``/``CR_INTAKE_PORT``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import base64
 import json
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
 import uvicorn
-import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,7 +27,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connection import connect
-from playbooks.schema import SEVERITIES, Severity
+from incidents.service import open_incident
+from intake.routing import (
+    IntakeEvent,
+    RoutingRule,
+    incident_fields,
+    incident_id_for,
+    load_rules,
+    route,
+    severity_for,
+)
 from settings import Settings, get_settings
 
 Opener = Callable[..., Awaitable[Any]]
@@ -37,96 +44,7 @@ MAX_BODY_BYTES = 1_000_000
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Only when no real vendor is configured (laptop + sandbox); production must set the secret.
 DEV_SECRET = "whsec_" + base64.b64encode(b"critical-response-sandbox-intake").decode()
-SOURCE_PREFIX = {"salesforce.case": "sf", "safety.alert": "alert"}
-PLAYBOOK_CATEGORIES = (
-    "emergency-disclosure", "preservation", "legal-process", "threat-self-harm", "child-safety",
-    "account-takeover", "physical-safety", "product-recall",
-)  # fmt: skip
-# A case's ``category`` (or an alert's ``kind``) names the playbook; severity comes from the
-# payload or else the playbook's default. Safety alerts about a threat to life are always SEV0.
-DEFAULT_RULES: list[dict[str, Any]] = [
-    {"match": {"type": "safety.alert", "data.kind": ["threat_to_life", "self_harm"]},
-     "playbook": "threat-self-harm", "severity": "sev0"},
-    *({"match": {"data.category": [name, name.replace("-", "_")]}, "playbook": name}
-      for name in PLAYBOOK_CATEGORIES),
-    *({"match": {"type": "safety.alert", "data.kind": [name, name.replace("-", "_")]},
-       "playbook": name} for name in PLAYBOOK_CATEGORIES),
-]  # fmt: skip
 log = structlog.get_logger("intake")
-
-
-class RoutingRule(BaseModel):
-    """Route events whose dotted paths equal (or are one of) the given values to a playbook."""
-
-    match: dict[str, str | list[str]] = Field(default_factory=dict)
-    playbook: str
-    severity: Severity | None = None
-
-
-class IntakeEvent(BaseModel):
-    """The webhook body (Standard Webhooks convention: ``type``, ``timestamp``, ``data``)."""
-
-    type: str = Field(min_length=1, max_length=100)
-    timestamp: str | None = None
-    data: dict[str, Any]
-
-
-def load_rules(settings: Settings) -> list[RoutingRule]:
-    """The routing rules from ``CR_INTAKE_RULES_FILE`` (YAML or JSON: a list, or {rules: [...]})."""
-    raw: Any = DEFAULT_RULES
-    if settings.intake_rules_file is not None:
-        raw = yaml.safe_load(Path(settings.intake_rules_file).read_text())
-        raw = raw.get("rules", []) if isinstance(raw, dict) else raw
-    return [RoutingRule.model_validate(rule) for rule in raw]
-
-
-def _lookup(event: dict[str, Any], path: str) -> Any:
-    value: Any = event
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def route(event: dict[str, Any], rules: list[RoutingRule]) -> RoutingRule | None:
-    """The first rule all of whose conditions hold (case-insensitive string comparison)."""
-    for rule in rules:
-        ok = True
-        for path, expected in rule.match.items():
-            options = expected if isinstance(expected, list) else [expected]
-            actual = str(_lookup(event, path) or "").casefold()
-            ok = ok and actual in {o.casefold() for o in options}
-        if ok:
-            return rule
-    return None
-
-
-def incident_id_for(event: IntakeEvent) -> str:
-    """Stable id from the source record, so redelivery and replays hit the same incident."""
-    given = event.data.get("incident_id")
-    if given:
-        return str(given)
-    source_id = event.data.get("id") or event.data.get("case_id") or event.data.get("alert_id")
-    if not source_id:
-        raise ValueError("data.id is required")
-    prefix = next((p for t, p in SOURCE_PREFIX.items() if event.type.startswith(t)), "ext")
-    return f"{prefix}-{source_id}"
-
-
-def _fields(event: IntakeEvent) -> dict[str, str]:
-    out = {"source_type": event.type}
-    for key, value in event.data.items():
-        if isinstance(value, str | int | float | bool) and re.fullmatch(r"[A-Za-z0-9_]{1,64}", key):
-            out[key] = str(value)
-    return out
-
-
-def _severity(event: IntakeEvent, rule: RoutingRule) -> str | None:
-    if rule.severity:
-        return rule.severity
-    given = str(event.data.get("severity") or "").lower()
-    return given if given in SEVERITIES else None
 
 
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
@@ -178,11 +96,11 @@ async def _open(
     request: Request, event: IntakeEvent, rule: RoutingRule, incident_id: str
 ) -> Response:
     summary = str(event.data.get("subject") or event.data.get("summary") or event.type)
-    severity = _severity(event, rule)
+    severity = severity_for(event, rule)
     try:
         result = await request.app.state.opener(
             playbook=rule.playbook, severity=severity, summary=summary[:500],
-            fields=_fields(event), incident_id=incident_id, opened_by=f"intake:{event.type}",
+            fields=incident_fields(event), incident_id=incident_id, opened_by=f"intake:{event.type}",
         )  # fmt: skip
     except (ValueError, LookupError) as exc:
         return _error(422, "cannot_open", str(exc))
@@ -216,8 +134,6 @@ def _temporal_opener(settings: Settings) -> Opener:
     client: list[Any] = []
 
     async def opener(**kwargs: Any) -> Any:
-        from incident_service import open_incident  # the lead's module; imported when used
-
         if not client:
             client.append(await connect(settings))
         return await open_incident(client[0], **kwargs)

@@ -18,17 +18,20 @@ from typing import Any
 
 import httpx
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from incident_service import open_incident
+from connection import DATA_CONVERTER, exit_process
+from incidents.render import print_timeline
+from incidents.service import open_incident
 from playbooks.loader import load_playbook
 from playbooks.schema import Playbook, WaitForStep
 from sandbox.server import SandboxServer, free_port
 from settings import Settings, get_settings
-from stack import search_attribute_keys, temporal_binary
-from workflows.incident import IncidentWorkflow, workflow_id_for
+from stack.devserver import search_attribute_keys, temporal_binary
+from worker import run_workers
+from workflows.incident import IncidentWorkflow
 from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent, IncidentStatus
+from workflows.names import workflow_id_for
 
 DEMO_PLAYBOOK = "emergency-disclosure"
 COMMANDER = "casey.ic"
@@ -74,12 +77,9 @@ async def drive(handle: WorkflowHandle[Any, Any], playbook: Playbook, timeout: f
 
 
 async def run_demo(workdir: Path) -> int:
-    from starter import print_timeline
-    from worker import run_workers
-
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=search_attribute_keys(),
         dev_server_log_level="error",
     )
@@ -166,9 +166,7 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - the demo reports, never tracebacks
             print(f"demo failed: {err!r}", file=sys.stderr)
             code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_process(code)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from activities.records import GENESIS, AuditHead, AuditRow, records_engine, row_digest
+from records.chain import row_digest
+from records.tables import GENESIS, AuditHead, AuditRow, records_engine
 
 BATCH = 2000
 
@@ -83,7 +84,8 @@ def check_row(
 
 
 def _walk(rows: Iterable[AuditRow], whole_log: bool) -> tuple[int, str, Break | None]:
-    count, prev_log, tips = 0, GENESIS, {}
+    count, prev_log = 0, GENESIS
+    tips: dict[str, str] = {}
     for row in rows:
         expected = count + 1 if whole_log else None
         reason = check_row(

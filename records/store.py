@@ -1,7 +1,8 @@
 """The project's database: one SQLModel engine per URL (SQLite file by default, PostgreSQL by URL).
 
 Only activities and CLI tools touch it, never workflow code. Tables live beside the code that owns
-them (``activities/records.py``, the delivery ledger) and are created on first use.
+them (``records/tables.py``, the delivery ledger in ``activities/ledger.py``) and are created on first
+use.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Auditors' tools: export, replay with today's code, and verification of the audit chain."""

@@ -1,0 +1,151 @@
+"""Auditors' commands: ``incident audit export | replay | verify``.
+
+``verify`` needs only the records database. ``export`` reads Temporal and the archive written at close
+(so it still works once retention has deleted the history); ``replay`` runs today's code over exported
+files or every closed incident and prints the case file rebuilt from the histories alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from temporalio.client import Client
+
+from audit.export import closed_items, export_incident
+from audit.render import render_md, render_text
+from audit.replay import Loaded, group_by_incident, load_file, rebuild, replay
+from audit.verify import verify
+from connection import connect, exit_process
+from settings import get_settings
+
+audit_app = typer.Typer(
+    help="Audit log verification, history export and replay.", no_args_is_help=True
+)
+
+
+@audit_app.callback()
+def audit_group() -> None:
+    """Audit log verification, history export and replay (for auditors and case files)."""
+
+
+async def _client_or_none() -> Client | None:
+    """A Temporal client, or None (with a notice) when the cluster is unreachable."""
+    try:
+        return await asyncio.wait_for(connect(), get_settings().cli_timeout_seconds)
+    except Exception as err:  # noqa: BLE001 - any connection failure means "archive only"
+        typer.echo(f"Temporal unreachable ({err}); using the archive only", err=True)
+        return None
+
+
+@audit_app.command("export")
+def export_command(
+    incident_id: str = typer.Argument(..., help="Incident id (workflow incident-<id>)"),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout"),
+) -> None:
+    """Write the incident's Temporal history (all runs) and a manifest as JSON."""
+
+    async def go() -> dict[str, Any]:
+        return await export_incident(incident_id, await _client_or_none())
+
+    try:
+        document = asyncio.run(go())
+    except LookupError as err:
+        typer.echo(str(err), err=True)
+        exit_process(1)
+    text = json.dumps(document, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        manifest = document["manifest"]
+        typer.echo(
+            f"exported {len(manifest['runs'])} run(s) of incident {incident_id} "
+            f"(playbook {manifest['playbook']} {manifest['playbook_hash']}, from "
+            f"{manifest['source']}) to {out}",
+            err=True,
+        )
+    exit_process(0)
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+
+class ReplayFormat(StrEnum):
+    text = "text"
+    json = "json"
+    md = "md"
+
+
+async def replay_items(
+    items: list[Loaded], fmt: ReplayFormat, workflows: list[type] | None = None
+) -> tuple[int, str]:
+    """Replay, rebuild one case file per incident, render; exit code 1 on any failure."""
+    failures = await replay(items, workflows)
+    cases = []
+    for workflow_id, runs in group_by_incident(items).items():
+        case = rebuild(runs[0].incident_id, [r.history for r in runs])
+        case.failures = [f for f in failures if f.workflow_id == workflow_id]
+        cases.append(case)
+    if fmt == ReplayFormat.json:
+        text = json.dumps([c.model_dump(mode="json") for c in cases], indent=2) + "\n"
+    else:
+        render = render_md if fmt == ReplayFormat.md else render_text
+        text = "\n".join(render(c) for c in cases)
+    return (1 if failures else 0), text
+
+
+def replay_main(files: list[Path], all_closed: bool, fmt: ReplayFormat, out: Path | None) -> int:
+    """The command's body (testable without the process exit)."""
+    items = [item for path in files for item in load_file(path)]
+
+    async def go() -> tuple[int, str]:
+        if all_closed:
+            items.extend(await closed_items(await _client_or_none()))
+        if not items:
+            return 2, ""
+        return await replay_items(items, fmt)
+
+    code, text = asyncio.run(go())
+    if code == 2:
+        typer.echo("nothing to replay: give history files or --all-closed", err=True)
+    elif out is not None:
+        out.write_text(text)
+        typer.echo(f"case file written to {out}", err=True)
+    else:
+        typer.echo(text, nl=False)
+    if code == 1:
+        typer.echo("replay FAILED: today's code does not reproduce a recorded history", err=True)
+    return code
+
+
+@audit_app.command("replay")
+def replay_command(
+    files: list[Path] = typer.Argument(None, help="Exported or recorded history files"),
+    all_closed: bool = typer.Option(False, "--all-closed", help="Every closed incident"),
+    format: ReplayFormat = typer.Option(ReplayFormat.text, "--format", help="text, json or md"),
+    out: Path | None = typer.Option(None, "--out", help="Write the case file here"),
+) -> None:
+    """Replay histories with today's code; print the timeline rebuilt from them; exit 1 on drift."""
+    exit_process(replay_main(files or [], all_closed, format, out))
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def verify_command(
+    incident_id: str | None = typer.Argument(None, help="Only this incident (default: whole log)"),
+) -> None:
+    """Recompute the audit log's hash chain; exit 1 at the first broken row."""
+    verdict = verify(incident_id)
+    scope = f"incident {incident_id}" if incident_id else "audit log"
+    if verdict.broken is not None:
+        typer.echo(f"BROKEN {scope}: {verdict.broken.describe()}", err=True)
+        typer.echo(f"{verdict.rows} rows verified before the break", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK {scope}: {verdict.rows} rows, chain intact; log head {verdict.head_hash}")

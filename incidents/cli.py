@@ -1,0 +1,216 @@
+"""The commanders' and approvers' commands: open, ack, assign, escalate, note, close, event,
+approve, reject, status, timeline, list.
+
+Each command parses its options, calls the front door (``incidents/service.py``) and prints the
+answer (``incidents/render.py``, or JSON with ``--json``). Mounted at the top level by ``starter.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from incidents import render, service
+from incidents.service import new_incident_id, open_incident
+from playbooks.schema import SEVERITIES
+from terminal import ActorOpt, CliError, JsonOpt, default_actor, emit, out, pairs, run_with_client
+from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent
+
+incidents_app = typer.Typer()
+
+
+def _commander(incident_id: str, action: str, actor: str, as_json: bool, **request: Any) -> None:
+    """Send one commander action and show the timeline entry it recorded."""
+    req = CommanderRequest(actor=actor or default_actor(), **request)
+    entry = run_with_client(lambda c: service.act(c, incident_id, action, req))
+    emit(as_json, entry, lambda: render.print_entry(entry))
+
+
+# --------------------------------------------------------------------------- commander actions
+
+
+@incidents_app.command("open")
+def open_(
+    playbook: Annotated[str, typer.Option(help="Playbook name (see `incident playbooks`).")],
+    summary: Annotated[str, typer.Option(help="What happened, in one line.")],
+    severity: Annotated[
+        str | None, typer.Option(help="sev0..sev3; default: the playbook's.")
+    ] = None,
+    field: Annotated[list[str], typer.Option("--field", help="key=value, repeatable.")] = [],  # noqa: B006
+    incident_id: Annotated[
+        str | None, typer.Option("--id", help="Incident id (e.g. the case).")
+    ] = None,
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Open an incident: snapshot the playbook and start its workflow (idempotent per --id)."""
+    incident_id = incident_id or new_incident_id()
+    fields = pairs(field, "--field")
+    result = run_with_client(
+        lambda c: open_incident(
+            c,
+            playbook=playbook,
+            severity=severity,
+            summary=summary,
+            fields=fields,
+            incident_id=incident_id,
+            opened_by=actor or default_actor(),
+        )
+    )
+    verb = "opened" if result.created else "already open"
+    emit(
+        as_json,
+        result.__dict__,
+        lambda: out.print(
+            f"{verb}: {result.incident_id} ({playbook}, {result.playbook_hash[:19]}) "
+            f"workflow {result.workflow_id}"
+        ),
+    )
+
+
+@incidents_app.command("ack")
+def ack(incident_id: str, actor: ActorOpt = "", as_json: JsonOpt = False) -> None:
+    """Acknowledge the incident (stops the time-to-acknowledge clock; you become the owner)."""
+    _commander(incident_id, "ack", actor, as_json)
+
+
+@incidents_app.command("assign")
+def assign(
+    incident_id: str,
+    to: Annotated[str, typer.Option(help="New owner.")],
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand the incident to another commander."""
+    _commander(incident_id, "assign", actor, as_json, to=to)
+
+
+@incidents_app.command("escalate")
+def escalate(
+    incident_id: str,
+    severity: Annotated[str, typer.Option(help="sev0..sev3")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Raise the severity."""
+    if severity not in SEVERITIES:
+        raise CliError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    _commander(incident_id, "escalate", actor, as_json, severity=severity, reason=reason)
+
+
+@incidents_app.command("note")
+def note(incident_id: str, text: str, actor: ActorOpt = "", as_json: JsonOpt = False) -> None:
+    """Add a note to the timeline."""
+    _commander(incident_id, "note", actor, as_json, reason=text)
+
+
+@incidents_app.command("close")
+def close(
+    incident_id: str,
+    resolution: Annotated[str, typer.Option(help="How it ended.")],
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Close the incident; steps still running are cancelled and recorded."""
+    _commander(incident_id, "close", actor, as_json, reason=resolution)
+
+
+@incidents_app.command("event")
+def event(
+    incident_id: str,
+    name: str,
+    data: Annotated[list[str], typer.Option("--data", help="key=value, repeatable.")] = [],  # noqa: B006
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an outside event (e.g. law_enforcement_response); its data updates fields."""
+    payload = ExternalEvent(name=name, actor=actor or default_actor(), data=pairs(data, "--data"))
+    run_with_client(lambda c: service.send_event(c, incident_id, payload))
+    emit(as_json, {"sent": name}, lambda: out.print(f"event sent: {name}"))
+
+
+# ---------------------------------------------------------------------------------- decisions
+
+RoleOpt = Annotated[str, typer.Option(help="Your role, e.g. legal.")]
+ReasonOpt = Annotated[str, typer.Option(help="The basis for the decision.")]
+SignalOpt = Annotated[bool, typer.Option("--signal", help="Send as a signal, not an Update.")]
+
+
+def _decide(
+    incident_id: str, step: str, actor: str, role: str, reason: str, approve: bool, by_signal: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    request = ApprovalRequest(
+        step_id=step, actor=actor or default_actor(), role=role, reason=reason
+    )
+    result = run_with_client(
+        lambda c: service.decide(c, incident_id, request, approve=approve, by_signal=by_signal)
+    )
+    if result is None:
+        emit(as_json, {"sent": step}, lambda: out.print("decision sent by signal"))
+        return
+    emit(as_json, result, lambda: out.print(f"{result.step_id}: {result.outcome}"))
+
+
+@incidents_app.command("approve")
+def approve(
+    incident_id: str,
+    step: str,
+    role: RoleOpt,
+    reason: ReasonOpt,
+    actor: ActorOpt = "",
+    signal: SignalOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a gated step (refused for a wrong role, your own request, or a decided step)."""
+    _decide(incident_id, step, actor, role, reason, True, signal, as_json)
+
+
+@incidents_app.command("reject")
+def reject(
+    incident_id: str,
+    step: str,
+    role: RoleOpt,
+    reason: ReasonOpt,
+    actor: ActorOpt = "",
+    signal: SignalOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a gated step."""
+    _decide(incident_id, step, actor, role, reason, False, signal, as_json)
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+@incidents_app.command("status")
+def status(incident_id: str, as_json: JsonOpt = False) -> None:
+    """Current steps, pending approvals and live SLA clocks."""
+    st = run_with_client(lambda c: service.status(c, incident_id))
+    emit(as_json, st, lambda: render.print_status(st))
+
+
+@incidents_app.command("timeline")
+def timeline(incident_id: str, as_json: JsonOpt = False) -> None:
+    """Who did what, when, against which SLA."""
+    entries = run_with_client(lambda c: service.timeline(c, incident_id))
+    emit(as_json, entries, lambda: render.print_timeline(entries))
+
+
+@incidents_app.command("list")
+def list_(
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents not closed.")] = False,
+    severity: Annotated[str | None, typer.Option(help="Filter by severity.")] = None,
+    playbook: Annotated[str | None, typer.Option(help="Filter by playbook.")] = None,
+    breached: Annotated[bool, typer.Option("--breached", help="Only SLA-breached.")] = False,
+    limit: int = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Incidents by their search attributes (eventually consistent, like all visibility)."""
+    query = service.list_query(
+        open_only=open_only, severity=severity, playbook=playbook, breached=breached
+    )
+    rows = run_with_client(lambda c: service.list_incidents(c, query, limit))
+    emit(as_json, [r.__dict__ for r in rows], lambda: render.print_rows(rows))

@@ -1,0 +1,77 @@
+"""An incident as people read it in a terminal, a log or a case file: status, timeline, list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from rich.table import Table
+
+from incidents.service import IncidentRow
+from terminal import out
+from workflows import sla as clocks
+from workflows.models import IncidentStatus, TimelineEntry
+
+
+def print_entry(entry: TimelineEntry) -> None:
+    out.print(f"{entry.kind}: {entry.detail}".rstrip(": "), markup=False)
+
+
+def print_status(st: IncidentStatus) -> None:
+    now = datetime.now(UTC)
+    breached = " [red]SLA BREACHED[/red]" if st.sla_breached else ""
+    out.print(
+        f"[bold]{st.incident_id}[/bold] {st.severity.upper()} {st.status} "
+        f"owner={st.owner}{breached}"
+    )
+    out.print(f"playbook {st.playbook} v{st.playbook_version} {st.playbook_hash}")
+    out.print(f"summary: {st.summary}", markup=False)
+    table = Table("step", "kind", "owner", "since")
+    for s in st.active_steps:
+        table.add_row(s.step_id, s.kind, s.owner or "", s.started_at.isoformat(timespec="seconds"))
+    out.print(table)
+    for a in st.pending_approvals:
+        roles = "/".join(a.second_roles if a.decisions and a.second_roles else a.roles)
+        out.print(f"awaiting decision: {a.step_id} from {roles} (requested by {a.requested_by})")
+    clocks_table = Table("SLA clock", "kind", "state", "due", "left")
+    for c in st.clocks:
+        left = c.due_at - now if c.due_at and c.state not in ("met", "met_late") else None
+        remaining = (
+            clocks.format_remaining(left)
+            if left is not None
+            else ("paused" if c.state == "paused" else "-")
+        )
+        due = c.due_at.isoformat(timespec="seconds") if c.due_at else "-"
+        clocks_table.add_row(c.name, c.kind, c.state, due, remaining)
+    out.print(clocks_table)
+
+
+def print_timeline(entries: Sequence[TimelineEntry]) -> None:
+    """One line per entry: readable in a terminal, a log or a case file."""
+    for e in entries:
+        who = f"{e.actor} ({e.role})" if e.role else e.actor
+        text = " ".join(part for part in (e.kind.ljust(18), e.step, e.detail) if part)
+        out.print(f"{e.seq:>3} {e.at:%Y-%m-%d %H:%M:%S}Z {who:<24} {text}{sla_note(e)}",
+                  markup=False)  # fmt: skip
+
+
+def sla_note(entry: TimelineEntry) -> str:
+    if not entry.sla:
+        return ""
+    if entry.due_at and entry.sla not in ("met", "met_late"):
+        return f" [SLA {entry.sla}, due {entry.due_at:%Y-%m-%d %H:%M}Z]"
+    return f" [SLA {entry.sla}]"
+
+
+def print_rows(rows: Sequence[IncidentRow]) -> None:
+    table = Table("incident", "severity", "status", "playbook", "breached", "opened")
+    for r in rows:
+        table.add_row(
+            r.incident_id,
+            str(r.severity),
+            str(r.status),
+            str(r.playbook),
+            "yes" if r.sla_breached else "",
+            r.opened_at,
+        )
+    out.print(table)

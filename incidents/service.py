@@ -1,0 +1,291 @@
+"""The one front door to incidents: open, act, decide, send events, query and list.
+
+Every client goes through here (the `incident` command, case intake, the demo; later the HTTP API and
+the console), so all of them open incidents the same way (workflow id from ``workflows/names.py``,
+the full playbook and its content hash in the input, the business calendar from settings, search
+attributes set at start; a second open of the same id reports the existing incident) and reach a
+running incident through the same Updates, signals and queries.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from playbooks.loader import load_playbook
+from playbooks.schema import SEVERITIES
+from settings import Settings, get_settings
+from workflows.incident import IncidentWorkflow
+from workflows.models import (
+    ApprovalRequest,
+    ApprovalResult,
+    BusinessCalendar,
+    CommanderRequest,
+    ExternalEvent,
+    IncidentInput,
+    IncidentStatus,
+    TimelineEntry,
+)
+from workflows.names import (
+    SA_BREACHED,
+    SA_PLAYBOOK,
+    SA_SEVERITY,
+    SA_STATUS,
+    incident_id_of,
+    workflow_id_for,
+)
+
+
+class InvalidRequest(ValueError):
+    """A request the front door refuses before it reaches Temporal (the message says why)."""
+
+
+class OpenError(InvalidRequest):
+    """The incident cannot be opened as asked (bad severity, missing required field, ...)."""
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    incident_id: str
+    workflow_id: str
+    run_id: str | None
+    created: bool
+    playbook_hash: str
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    """Readable, sortable and unique enough for humans: CR-20261125-3f9a1c."""
+    now = now or datetime.now(UTC)
+    return f"CR-{now:%Y%m%d}-{secrets.token_hex(3)}"
+
+
+def calendar_from(settings: Settings) -> BusinessCalendar:
+    """The business calendar from settings, checked here because workflows cannot read zone files."""
+    try:
+        ZoneInfo(settings.business_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise OpenError(
+            f"CR_BUSINESS_TIMEZONE {settings.business_timezone!r} is not a time zone"
+        ) from None
+    return BusinessCalendar(
+        timezone=settings.business_timezone,
+        days=settings.business_days,
+        start=time.fromisoformat(settings.business_start),
+        end=time.fromisoformat(settings.business_end),
+    )
+
+
+def build_input(
+    *,
+    playbook: str,
+    severity: str | None,
+    summary: str,
+    fields: dict[str, str],
+    incident_id: str,
+    opened_by: str,
+    settings: Settings,
+    playbooks_dir: Path | None = None,
+) -> IncidentInput:
+    """Validate the request against the playbook and snapshot it (raises OpenError, PlaybookError)."""
+    loaded = load_playbook(playbook, playbooks_dir or settings.playbooks_dir)
+    pb = loaded.playbook
+    severity = (severity or pb.default_severity).lower()
+    if severity not in SEVERITIES:
+        raise OpenError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    if not summary.strip():
+        raise OpenError("--summary is required")
+    for name, spec in pb.fields.items():
+        value = fields.get(name, "")
+        if spec.required and not value:
+            raise OpenError(
+                f"field {name!r} is required by playbook {pb.name} (--field {name}=...)"
+            )
+        if value and spec.choices and value not in spec.choices:
+            raise OpenError(
+                f"field {name!r} must be one of {', '.join(spec.choices)}, not {value!r}"
+            )
+    return IncidentInput(
+        incident_id=incident_id,
+        playbook=pb,
+        playbook_hash=loaded.content_hash,
+        severity=severity,  # type: ignore[arg-type]
+        summary=summary,
+        fields=fields,
+        opened_by=opened_by,
+        calendar=calendar_from(settings),
+    )
+
+
+async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:
+    """Start the workflow; if it already exists, report it rather than fail."""
+    workflow_id = workflow_id_for(inp.incident_id)
+    attributes = TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_SEVERITY, inp.severity),
+            SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
+            SearchAttributePair(SA_STATUS, "open"),
+            SearchAttributePair(SA_BREACHED, False),
+        ]
+    )
+    try:
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            inp,
+            id=workflow_id,
+            task_queue=task_queue,
+            search_attributes=attributes,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        return OpenResult(
+            inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
+        )
+    except WorkflowAlreadyStartedError:
+        existing = await client.get_workflow_handle(workflow_id).describe()
+        status = await client.get_workflow_handle(workflow_id).query(IncidentWorkflow.status)
+        return OpenResult(
+            inp.incident_id, workflow_id, existing.run_id, False, status.playbook_hash
+        )
+
+
+async def open_incident(
+    client: Client,
+    *,
+    playbook: str,
+    severity: str | None,
+    summary: str,
+    fields: dict[str, str],
+    incident_id: str,
+    opened_by: str,
+    settings: Settings | None = None,
+) -> OpenResult:
+    """Open (or find) incident ``incident_id`` running ``playbook``."""
+    settings = settings or get_settings()
+    inp = build_input(
+        playbook=playbook,
+        severity=severity,
+        summary=summary,
+        fields=fields,
+        incident_id=incident_id,
+        opened_by=opened_by,
+        settings=settings,
+    )
+    return await start_incident(client, inp, settings.task_queue)
+
+
+# --- acting on a running incident ---------------------------------------------------------------
+
+COMMANDER_UPDATES = {
+    "ack": IncidentWorkflow.acknowledge,
+    "assign": IncidentWorkflow.assign,
+    "escalate": IncidentWorkflow.escalate,
+    "note": IncidentWorkflow.note,
+    "close": IncidentWorkflow.close,
+}
+
+
+def handle(client: Client, incident_id: str) -> WorkflowHandle[IncidentWorkflow, Any]:
+    return client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(incident_id))
+
+
+async def act(
+    client: Client, incident_id: str, action: str, request: CommanderRequest
+) -> TimelineEntry:
+    """A commander action (ack, assign, escalate, note, close): the timeline entry it recorded."""
+    update = COMMANDER_UPDATES.get(action)
+    if update is None:
+        raise InvalidRequest(
+            f"action must be one of {', '.join(COMMANDER_UPDATES)}, not {action!r}"
+        )
+    entry: TimelineEntry = await handle(client, incident_id).execute_update(update, request)
+    return entry
+
+
+async def decide(
+    client: Client, incident_id: str, request: ApprovalRequest, *, approve: bool, by_signal: bool
+) -> ApprovalResult | None:
+    """Approve or reject a gated step, by Update (the verdict) or by signal (None: no verdict)."""
+    target = handle(client, incident_id)
+    if by_signal:
+        signal = IncidentWorkflow.approve_signal if approve else IncidentWorkflow.reject_signal
+        await target.signal(signal, request)
+        return None
+    update = IncidentWorkflow.approve if approve else IncidentWorkflow.reject
+    result: ApprovalResult = await target.execute_update(update, request)
+    return result
+
+
+async def send_event(client: Client, incident_id: str, event: ExternalEvent) -> None:
+    """An outside event (e.g. law_enforcement_response); its data updates incident fields."""
+    await handle(client, incident_id).signal(IncidentWorkflow.event, event)
+
+
+async def status(client: Client, incident_id: str) -> IncidentStatus:
+    result: IncidentStatus = await handle(client, incident_id).query(IncidentWorkflow.status)
+    return result
+
+
+async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:
+    result: list[TimelineEntry] = await handle(client, incident_id).query(IncidentWorkflow.timeline)
+    return result
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """One incident as its search attributes show it (eventually consistent)."""
+
+    incident_id: str
+    status: str | None
+    severity: str | None
+    playbook: str | None
+    sla_breached: bool
+    opened_at: str
+
+
+def _filter_value(option: str, value: str) -> str:
+    if not value.replace("-", "").replace("_", "").isalnum():
+        raise InvalidRequest(f"{option} takes letters, digits, - and _, not {value!r}")
+    return value
+
+
+def list_query(
+    *, open_only: bool, severity: str | None, playbook: str | None, breached: bool
+) -> str:
+    """The visibility query for these filters (values checked: no query injection)."""
+    clauses = ["WorkflowType = 'IncidentWorkflow'"]
+    if open_only:
+        clauses.append(f"{SA_STATUS.name} != 'closed'")
+    if severity:
+        clauses.append(f"{SA_SEVERITY.name} = '{_filter_value('--severity', severity)}'")
+    if playbook:
+        clauses.append(f"{SA_PLAYBOOK.name} = '{_filter_value('--playbook', playbook)}'")
+    if breached:
+        clauses.append(f"{SA_BREACHED.name} = true")
+    return " AND ".join(clauses)
+
+
+async def list_incidents(client: Client, query: str, limit: int = 100) -> list[IncidentRow]:
+    rows = []
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        rows.append(
+            IncidentRow(
+                incident_id=incident_id_of(wf.id) or wf.id,
+                status=attrs.get(SA_STATUS),
+                severity=attrs.get(SA_SEVERITY),
+                playbook=attrs.get(SA_PLAYBOOK),
+                sla_breached=bool(attrs.get(SA_BREACHED)),
+                opened_at=wf.start_time.isoformat(timespec="seconds"),
+            )
+        )
+    return rows

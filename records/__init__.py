@@ -1,0 +1,1 @@
+"""The records database: tables, the audit chain, projections and archived histories."""

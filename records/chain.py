@@ -1,0 +1,121 @@
+"""The audit chain: every timeline entry appended once, tamper-evident, in the records database.
+
+The workflow sends each new slice of its timeline (with a snapshot of its state) to ``records.append``;
+activity retries may deliver the same batch twice, so every write is keyed by (incident id, seq) and
+replays are no-ops. Each row's hash covers its content, its position, the previous row of the same
+incident and the previous row of the whole log. Appends serialise on the single ``audit_head`` row (an
+UPDATE takes the write lock on SQLite and a row lock on PostgreSQL), so the chain never forks under
+concurrent workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from records.projection import project
+from records.tables import GENESIS, AuditHead, AuditRow, iso, records_engine, utc
+from workflows.models import RecordBatch, TimelineEntry
+
+
+def row_digest(row: AuditRow) -> str:
+    """SHA-256 over a row's content, position and both previous hashes (canonical JSON)."""
+    body = {
+        "id": row.id,
+        "incident_id": row.incident_id,
+        "seq": row.seq,
+        "at": iso(row.at),
+        "actor": row.actor,
+        "role": row.role,
+        "action": row.action,
+        "step": row.step,
+        "detail": row.detail,
+        "sla": row.sla,
+        "due_at": iso(row.due_at),
+        "data": row.data,
+        "workflow_id": row.workflow_id,
+        "run_id": row.run_id,
+        "playbook": row.playbook,
+        "playbook_hash": row.playbook_hash,
+        "prev_incident_hash": row.prev_incident_hash,
+        "prev_log_hash": row.prev_log_hash,
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
+    """Append the batch's new entries to the chain and refresh the projection, in one transaction.
+
+    Returns how many entries were written and how many were already there (a redelivery).
+    """
+    eng = records_engine(url)
+    with Session(eng) as s:
+        # The first statement is a write so that SQLite takes its write lock before any read.
+        s.exec(update(AuditHead).where(col(AuditHead.id) == 1).values(writes=AuditHead.writes + 1))
+        head = s.get(AuditHead, 1)
+        assert head is not None
+        seqs = [e.seq for e in batch.entries]
+        existing = set(
+            s.exec(
+                select(AuditRow.seq).where(
+                    AuditRow.incident_id == batch.incident_id, col(AuditRow.seq).in_(seqs)
+                )
+            ).all()
+        )
+        prev_incident = _incident_tip(s, batch.incident_id)
+        written = 0
+        for entry in sorted(batch.entries, key=lambda e: e.seq):
+            if entry.seq in existing:
+                continue
+            row = _audit_row(batch, entry, head.last_id + 1, prev_incident, head.last_hash)
+            s.add(row)
+            head.last_id, head.last_hash, prev_incident = row.id, row.row_hash, row.row_hash
+            existing.add(entry.seq)
+            written += 1
+        s.add(head)
+        if batch.snapshot is not None:
+            project(s, batch, batch.snapshot)
+        s.commit()
+    return {"written": written, "skipped": len(batch.entries) - written}
+
+
+def _incident_tip(s: Session, incident_id: str) -> str:
+    last = s.exec(
+        select(AuditRow.row_hash)
+        .where(AuditRow.incident_id == incident_id)
+        .order_by(col(AuditRow.id).desc())
+        .limit(1)
+    ).first()
+    return last or GENESIS
+
+
+def _audit_row(
+    batch: RecordBatch, entry: TimelineEntry, row_id: int, prev_incident: str, prev_log: str
+) -> AuditRow:
+    row = AuditRow(
+        id=row_id,
+        incident_id=batch.incident_id,
+        seq=entry.seq,
+        at=utc(entry.at),
+        actor=entry.actor,
+        role=entry.role,
+        action=entry.kind,
+        step=entry.step,
+        detail=entry.detail,
+        sla=entry.sla,
+        due_at=utc(entry.due_at),
+        data=json.dumps(entry.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        workflow_id=batch.workflow_id,
+        run_id=batch.run_id,
+        playbook=batch.playbook,
+        playbook_hash=batch.playbook_hash,
+        prev_incident_hash=prev_incident,
+        prev_log_hash=prev_log,
+        row_hash="",
+    )
+    row.row_hash = row_digest(row)
+    return row

@@ -1,0 +1,180 @@
+"""The records database's tables: incident projection, SLA outcomes, the audit log, archived runs.
+
+Written only by activities (``activities/records.py``) and read by the audit and report tools; never
+touched by workflow code. ``records_engine`` creates the tables, the schema version and the chain head
+on first use.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import overload
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel
+
+from records import store
+from settings import get_settings
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64  # the "previous hash" of the first row of a chain
+
+
+class RecordsMeta(SQLModel, table=True):
+    """Key/value facts about the database itself; ``schema_version`` is the one that matters."""
+
+    __tablename__ = "records_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class IncidentRecord(SQLModel, table=True):
+    """The incident projection: the latest snapshot the workflow sent, flattened for reports."""
+
+    __tablename__ = "incident_records"
+    incident_id: str = Field(primary_key=True)
+    playbook: str = Field(index=True)
+    playbook_hash: str
+    workflow_id: str
+    run_id: str
+    severity: str
+    severity_history: str = "[]"  # JSON [[iso time, severity], ...]
+    status: str = Field(index=True)
+    owner: str
+    opened_at: datetime = Field(index=True)
+    acknowledged_at: datetime | None = None
+    closed_at: datetime | None = None
+    resolution: str | None = None
+    sla_breached: bool = False
+    escalated: bool = False
+    runs: int = 1
+    last_seq: int = -1  # highest timeline seq this projection reflects (stale batches lose)
+    updated_at: datetime
+
+
+class SlaOutcome(SQLModel, table=True):
+    """One SLA clock of one incident (a step's or ``incident.acknowledge``/``incident.resolve``)."""
+
+    __tablename__ = "sla_outcomes"
+    incident_id: str = Field(primary_key=True)
+    clock: str = Field(primary_key=True)
+    scope: str  # "incident" or "step"
+    kind: str  # "wall" or "business"
+    started_at: datetime
+    due_seconds: float
+    warn_seconds: float | None = None
+    due_at: datetime | None = None
+    warned_at: datetime | None = None
+    breached_at: datetime | None = None
+    stopped_at: datetime | None = None
+    paused_seconds: float = 0.0
+    paused_since: datetime | None = None
+    state: str
+    outcome: str  # met / warned / breached / pending, see ``clock_outcome``
+
+
+class AuditRow(SQLModel, table=True):
+    """One timeline entry, forever; ``id`` is its dense position in the whole log."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (UniqueConstraint("incident_id", "seq", name="uq_audit_incident_seq"),)
+    id: int = Field(primary_key=True)
+    incident_id: str = Field(index=True)
+    seq: int
+    at: datetime
+    actor: str
+    role: str | None = None
+    action: str
+    step: str | None = None
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    sla: str | None = None
+    due_at: datetime | None = None
+    data: str = "{}"  # canonical JSON
+    workflow_id: str
+    run_id: str
+    playbook: str
+    playbook_hash: str
+    prev_incident_hash: str
+    prev_log_hash: str
+    row_hash: str
+
+
+class AuditHead(SQLModel, table=True):
+    """The tip of the whole log: the append lock, and a witness against deleting the last row."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, primary_key=True)
+    last_id: int = 0
+    last_hash: str = GENESIS
+    writes: int = 0
+
+
+class ArchivedRun(SQLModel, table=True):
+    """The full history of one closed run of an incident workflow, with its manifest."""
+
+    __tablename__ = "archived_histories"
+    workflow_id: str = Field(primary_key=True)
+    run_id: str = Field(primary_key=True)
+    incident_id: str = Field(index=True)
+    playbook: str
+    playbook_hash: str
+    close_status: str
+    event_count: int
+    history_sha256: str
+    exported_at: datetime
+    manifest_json: str = Field(sa_column=Column(Text, nullable=False))
+    history_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+TABLES = [
+    SQLModel.metadata.tables[str(t.__tablename__)]
+    for t in (RecordsMeta, IncidentRecord, SlaOutcome, AuditRow, AuditHead, ArchivedRun)
+]
+_ready: dict[str, Engine] = {}
+
+
+def records_engine(url: str | None = None) -> Engine:
+    """The shared engine with this module's tables, schema version and chain head in place."""
+    url = url or get_settings().effective_database_url
+    eng = store.engine(url)
+    if _ready.get(url) is not eng:
+        SQLModel.metadata.create_all(eng, tables=TABLES)
+        _ensure_meta(eng)
+        _ready[url] = eng
+    return eng
+
+
+def _ensure_meta(eng: Engine) -> None:
+    """Record the schema version once, refuse a database written by a newer schema."""
+    with Session(eng) as s:
+        for row in (RecordsMeta(key="schema_version", value=str(SCHEMA_VERSION)), AuditHead()):
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:  # another process got there first
+                s.rollback()
+        stored = s.get(RecordsMeta, "schema_version")
+        if stored is not None and int(stored.value) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"records schema version {stored.value} is newer than this code "
+                f"({SCHEMA_VERSION}); upgrade critical-response before writing"
+            )
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+def utc(value: datetime | None) -> datetime | None:
+    """Aware UTC (a naive value is taken as UTC): one form for storage, comparison and hashing."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """The one text form of a stored time, for hashing and JSON (microseconds, UTC)."""
+    value = utc(value)
+    return None if value is None else value.isoformat(timespec="microseconds")

@@ -1,0 +1,1 @@
+"""The team lead's reports: SLA attainment, its chart, and the daily report Schedule."""

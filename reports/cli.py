@@ -1,0 +1,68 @@
+"""The team lead's commands: ``incident report`` and ``incident schedule daily-report``."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from connection import connect, exit_process
+from reports.chart import write_chart
+from reports.report import build_report, load, parse_since, to_csv, to_json, to_table
+from reports.schedule import create_daily_schedule
+from settings import get_settings
+
+
+reports_app = typer.Typer()
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@reports_app.command("report")
+def report_command(
+    since: str | None = typer.Option(None, help="Opened on/after: 2026-01-31, ISO time, or 7d"),
+    playbook: list[str] = typer.Option([], "--playbook", help="Only these playbooks (repeat)"),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json"),
+    chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart here"),
+) -> None:
+    """SLA and operations report per playbook, severity and step."""
+    report = build_report(parse_since(since), playbook)
+    render = {Format.table: to_table, Format.csv: to_csv, Format.json: to_json}[format]
+    typer.echo(render(report), nl=False)
+    if chart is not None:
+        write_chart(report, load(report.since, report.playbooks)[0], chart)
+        typer.echo(f"chart written to {chart}", err=True)
+
+
+schedule_app = typer.Typer(help="Temporal Schedules of critical-response.", no_args_is_help=True)
+
+
+@schedule_app.command("daily-report")
+def daily_report_command(
+    at: str = typer.Option("09:00", help="Local time of day, HH:MM"),
+    timezone: str | None = typer.Option(None, help="IANA zone (default: the business timezone)"),
+    channel: str | None = typer.Option(None, help="Slack channel (default: the team channel)"),
+    window: str = typer.Option("24h", help="Look-back of each report"),
+) -> None:
+    """Create (or update) the Schedule that posts the report summary every day."""
+    settings = get_settings()
+
+    async def go() -> str:
+        client = await connect(settings)
+        return await create_daily_schedule(
+            client,
+            at=at,
+            timezone=timezone or settings.business_timezone,
+            channel=channel or settings.default_slack_channel,
+            window=window,
+            task_queue=settings.task_queue,
+        )
+
+    typer.echo(asyncio.run(go()))
+    exit_process(0)

@@ -1,0 +1,1 @@
+"""The embedded stack: the Temporal dev server, `incident up` and the demo."""

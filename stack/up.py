@@ -1,0 +1,94 @@
+"""`incident up` (`make run`): the embedded stack in one foreground process group.
+
+The Temporal dev server (``stack/devserver.py``), the sandbox emulators (unless real vendors are
+configured), the case-intake webhook and the workers; it prints the addresses and stops everything on
+Ctrl-C. If a Temporal server already answers at the configured address, that one is used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import logs
+from connection import connect, exit_process
+from intake.app import build_server
+from sandbox.server import SandboxServer
+from settings import Settings
+from stack.devserver import (
+    ensure_search_attributes,
+    port_open,
+    set_retention,
+    split_address,
+    start_dev_server,
+    stop_process,
+    wait_for_client,
+)
+from worker import run_workers
+
+
+def run_stack(settings: Settings) -> None:
+    """`incident up`: run everything in the foreground until Ctrl-C, then stop it all."""
+    logs.configure()
+    host, port = split_address(settings.temporal_address)
+    server = None
+    if port_open(host, port):
+        print(f"Temporal already answers at {settings.temporal_address}: using it")
+    else:
+        server = start_dev_server(settings)
+        set_retention(settings)
+    code = 0
+    try:
+        asyncio.run(_serve(settings, embedded=server is not None))
+    except KeyboardInterrupt:
+        pass
+    except Exception as err:  # noqa: BLE001 - one line, then a clean stop
+        print(f"incident up: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        if server is not None:
+            stop_process(server)
+        print("stopped", flush=True)
+    exit_process(code)
+
+
+async def _serve(settings: Settings, *, embedded: bool) -> None:
+    client = await wait_for_client(lambda: connect(settings))
+    await ensure_search_attributes(client)
+    sandbox = None
+    if settings.salesforce_base_url is None:
+        sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
+        sandbox.start_in_thread()
+    intake = build_server(settings)
+    # uvicorn would take over SIGINT/SIGTERM; this process stops everything in one place.
+    intake.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    intake_task = asyncio.create_task(intake.serve())
+    workers = asyncio.create_task(run_workers(settings, stop, client))
+    _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None)
+    try:
+        await stop.wait()
+    finally:
+        intake.should_exit = True
+        await asyncio.gather(workers, intake_task, return_exceptions=True)
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _print_addresses(settings: Settings, *, embedded: bool, sandbox: bool) -> None:
+    lines = [
+        f"Temporal      {settings.temporal_address} namespace {settings.temporal_namespace}"
+        + (f" (embedded, data in {settings.data_dir})" if embedded else ""),
+        f"Web UI        http://127.0.0.1:{settings.ui_port}" if embedded else "",
+        f"Intake        http://{settings.intake_host}:{settings.intake_port}/webhooks/intake",
+        f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
+        f"Worker        task queues {settings.task_queue}, {settings.salesforce_task_queue}",
+        "Ready. From another terminal: .venv/bin/incident open --playbook physical-safety ...",
+        "Ctrl-C stops everything.",
+    ]
+    print("\n".join(line for line in lines if line), flush=True)
