@@ -14,8 +14,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from playbooks.operations import salesforce_queue
-
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -126,10 +124,6 @@ class Settings(BaseSettings):
     @property
     def sandbox_url(self) -> str:
         return f"http://{self.sandbox_host}:{self.sandbox_port}"
-
-    @property
-    def salesforce_task_queue(self) -> str:
-        return salesforce_queue(self.task_queue)
 
 
 @lru_cache

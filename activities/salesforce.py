@@ -19,7 +19,13 @@ from temporalio import activity
 from activities.log import activity_logger
 from activities.salesforce_api import SalesforceClient, soql_quote
 from activities.vendor_http import permanent
-from playbooks.operations import AddCommentArgs, CreateTaskArgs, UpdateCaseArgs, UpsertCaseArgs
+from playbooks.operations import (
+    AddCommentArgs,
+    CreateTaskArgs,
+    UpdateCaseArgs,
+    UpsertCaseArgs,
+    salesforce_queue,
+)
 from settings import Settings, get_settings
 from workflows.models import ActionRequest, ActionResult
 
@@ -180,7 +186,7 @@ def salesforce_worker_options(settings: Settings | None = None) -> dict[str, Any
     """
     settings = settings or get_settings()
     return {
-        "task_queue": settings.salesforce_task_queue,
+        "task_queue": salesforce_queue(settings.task_queue),
         "activities": list(ACTIVITIES),
         "max_task_queue_activities_per_second": settings.salesforce_max_activities_per_second,
     }

@@ -14,7 +14,6 @@ from reports.report import build_report, load, parse_since, to_csv, to_json, to_
 from reports.schedule import create_daily_schedule
 from settings import get_settings
 
-
 reports_app = typer.Typer()
 
 

@@ -15,6 +15,7 @@ import sys
 import logs
 from connection import connect, exit_process
 from intake.app import build_server
+from playbooks.operations import salesforce_queue
 from sandbox.server import SandboxServer
 from settings import Settings
 from stack.devserver import (
@@ -87,7 +88,7 @@ def _print_addresses(settings: Settings, *, embedded: bool, sandbox: bool) -> No
         f"Web UI        http://127.0.0.1:{settings.ui_port}" if embedded else "",
         f"Intake        http://{settings.intake_host}:{settings.intake_port}/webhooks/intake",
         f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
-        f"Worker        task queues {settings.task_queue}, {settings.salesforce_task_queue}",
+        f"Worker        task queues {settings.task_queue}, {salesforce_queue(settings.task_queue)}",
         "Ready. From another terminal: .venv/bin/incident open --playbook physical-safety ...",
         "Ctrl-C stops everything.",
     ]
