@@ -154,32 +154,30 @@ def _decide(
     emit(as_json, result, lambda: out.print(f"{result.step_id}: {result.outcome}"))
 
 
-@incidents_app.command("approve")
-def approve(
-    incident_id: str,
-    step: str,
-    role: RoleOpt,
-    reason: ReasonOpt,
-    actor: ActorOpt = "",
-    signal: SignalOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Approve a gated step (refused for a wrong role, your own request, or a decided step)."""
-    _decide(incident_id, step, actor, role, reason, True, signal, as_json)
+def _decision_command(name: str, approve: bool, doc: str) -> None:
+    """Register ``approve`` or ``reject``: the same options, the opposite decision."""
+
+    def command(
+        incident_id: str,
+        step: str,
+        role: RoleOpt,
+        reason: ReasonOpt,
+        actor: ActorOpt = "",
+        signal: SignalOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _decide(incident_id, step, actor, role, reason, approve, signal, as_json)
+
+    command.__doc__ = doc
+    incidents_app.command(name)(command)
 
 
-@incidents_app.command("reject")
-def reject(
-    incident_id: str,
-    step: str,
-    role: RoleOpt,
-    reason: ReasonOpt,
-    actor: ActorOpt = "",
-    signal: SignalOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Reject a gated step."""
-    _decide(incident_id, step, actor, role, reason, False, signal, as_json)
+_decision_command(
+    "approve",
+    True,
+    "Approve a gated step (refused for a wrong role, your own request, or a decided step).",
+)
+_decision_command("reject", False, "Reject a gated step.")
 
 
 # ------------------------------------------------------------------------------------ reading

@@ -99,7 +99,6 @@ def split_address(address: str) -> tuple[str, int]:
 
 def dev_server_command(settings: Settings) -> list[str]:
     host, port = split_address(settings.temporal_address)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     command = [
         str(temporal_binary()),
         "server",
@@ -128,6 +127,7 @@ def dev_server_command(settings: Settings) -> list[str]:
 
 def start_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
     """Start the dev server in its own process group and wait until it answers."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .data/ yet
     log = (settings.data_dir / "temporal.log").open("ab")
     proc = subprocess.Popen(
         dev_server_command(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True

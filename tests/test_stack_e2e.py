@@ -26,6 +26,7 @@ from stack.devserver import port_open
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def stack_env(data_dir: Path) -> dict[str, str]:
@@ -105,6 +106,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield running
     if running.proc and running.proc.poll() is None:
         running.interrupt()
+
+
+def test_make_run_starts_on_a_data_directory_that_does_not_exist_yet(tmp_path: Path) -> None:
+    """`make run` exactly as a fresh clone runs it: the data directory is created, not assumed."""
+    data_dir = tmp_path / "fresh" / "data"
+    env = stack_env(data_dir)
+    env.pop("CR_DATABASE_URL")  # the default, inside the data directory, as on a laptop
+    log = tmp_path / "make-run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["make", "-s", "run"], cwd=PROJECT_ROOT, env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: b"Ready." in log.read_bytes() or proc.poll() is not None, 90)
+        assert b"Ready." in log.read_bytes(), log.read_text()
+        assert (data_dir / "temporal.db").exists() and (data_dir / "temporal.log").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    # make itself dies of the SIGINT, as at a terminal; what matters is that the stack stopped.
+    assert proc.wait(timeout=30) in (0, -signal.SIGINT, 2), log.read_text()
+    assert "stopped" in log.read_text() and "Traceback" not in log.read_text()
+    assert not port_open("127.0.0.1", int(env["CR_TEMPORAL_ADDRESS"].rsplit(":", 1)[1]))
 
 
 def status(env: dict[str, str], incident: str) -> dict[str, Any]:
