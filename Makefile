@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench record-histories clean
+.PHONY: install run demo test lint house bench record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy settings.py starter.py worker.py connection.py terminal.py logs.py \
 		workflows playbooks activities records incidents audit reports intake stack
+
+house: install
+	$(BIN)/python scripts/house.py
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -29,8 +29,9 @@ from temporalio.worker import Worker
 
 from activities import records
 from bench.plain import PlainIncidentWorkflow
-from connection import DATA_CONVERTER
+from connection import DATA_CONVERTER, exit_process
 from playbooks.loader import content_hash
+from playbooks.operations import salesforce_queue
 from playbooks.schema import Playbook
 from settings import Settings, get_settings
 from stack.devserver import (
@@ -235,12 +236,13 @@ async def main_async() -> None:
             ):
                 queue = f"bench-{uuid.uuid4().hex[:6]}"
                 workers = [Worker(client, task_queue=q, workflows=w, activities=activities)
-                           for q, w in ((queue, workflows), (f"{queue}-salesforce", []))]  # fmt: skip
+                           for q, w in ((queue, workflows), (salesforce_queue(queue), []))]  # fmt: skip
                 async with workers[0], workers[1]:
                     await measure(label, runner(client, queue, f"warm{run_id}"))  # warm-up
                     row = await measure(label, runner(client, queue, run_id))
-                    prefix = "incident-bench" if "engine" in label else "plain"
-                    row["shape"] = await history_shape(client, f"{prefix}-{run_id}-0")
+                    first = f"bench-{run_id}-0"
+                    shape_of = workflow_id_for(first) if "engine" in label else f"plain-{run_id}-0"
+                    row["shape"] = await history_shape(client, shape_of)
                     rows.append(row)
                     if "engine" in label:
                         first_step = await open_to_first_step(client, queue, run_id)
@@ -256,9 +258,7 @@ def main() -> None:
     except Exception as err:  # noqa: BLE001
         print(f"bench failed: {err!r}", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_process(code)
 
 
 if __name__ == "__main__":

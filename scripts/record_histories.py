@@ -35,8 +35,9 @@ from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from connection import DATA_CONVERTER  # noqa: E402
+from connection import DATA_CONVERTER, exit_process  # noqa: E402
 from playbooks.loader import LoadedPlaybook, list_playbooks  # noqa: E402
+from playbooks.operations import salesforce_queue  # noqa: E402
 from scripts import history_scenarios as plans  # noqa: E402
 from workflows.models import (  # noqa: E402
     ActionResult,
@@ -142,7 +143,7 @@ async def record(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
     """Run one scenario to close, wait for its archive, and export it like ``audit export``."""
     from audit.export import export_incident
     from workflows.incident import IncidentWorkflow
-    from workflows.names import workflow_id_for
+    from workflows.names import archive_workflow_id, workflow_id_for
 
     pb = lp.playbook
     severity = scenario.facts.get("severity", pb.default_severity)
@@ -162,7 +163,7 @@ async def record(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
     )
     await drive(env, handle, lp, plans.decisions(scenario.facts))
     last_run = (await handle.describe()).run_id
-    archive = env.client.get_workflow_handle(f"archive-{handle.id}-{last_run}")
+    archive = env.client.get_workflow_handle(archive_workflow_id(handle.id, last_run))
     await archive.result()
     return await export_incident(incident_id, env.client)
 
@@ -245,7 +246,7 @@ async def main(only: list[str], out: Path) -> int:
     async with (
         Worker(env.client, task_queue=queue, workflows=[IncidentWorkflow, ArchiveIncidentWorkflow],
                activities=[*records.ACTIVITIES, stand_in]),
-        Worker(env.client, task_queue=f"{queue}-salesforce", activities=[stand_in]),
+        Worker(env.client, task_queue=salesforce_queue(queue), activities=[stand_in]),
     ):  # fmt: skip
         for lp in list_playbooks():
             if not only or lp.playbook.name in only:
@@ -262,5 +263,4 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CR_DATABASE_URL"] = f"sqlite:///{tmp}/records.db"
         code = asyncio.run(main(args.only, args.out))
-    sys.stdout.flush()
-    os._exit(code)  # skip interpreter teardown (sdk-python#300)
+    exit_process(code)

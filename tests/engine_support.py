@@ -25,7 +25,7 @@ from workflows.models import (
     IncidentInput,
     IncidentOutcome,
 )
-from workflows.names import workflow_id_for
+from workflows.names import archive_workflow_id, workflow_id_for
 
 
 def playbook(steps: list[dict[str, Any]], **extra: Any) -> Playbook:
@@ -233,7 +233,7 @@ class EngineHarness(Harness):
         # archive stand-in's ten-year run timeout). Closing needs no time to pass.
         outcome = await self.follow(handle).result()
         last_run = await self.latest(handle)
-        archive = self.client.get_workflow_handle(f"archive-{handle.id}-{last_run.run_id}")
+        archive = self.client.get_workflow_handle(archive_workflow_id(handle.id, last_run.run_id))
         await self.settle(archive)
         request = await archive.query("request")
         assert request["run_id"] == last_run.run_id, request

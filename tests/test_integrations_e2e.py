@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ledger
-from bench.integrations import (
+from bench.scenario import (
     PLAYBOOK,
     WRITE_ROUTES,
     drive,

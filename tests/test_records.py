@@ -244,7 +244,7 @@ async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(
     from workflows.archive import ArchiveIncidentWorkflow
     from workflows.incident import IncidentWorkflow
     from workflows.models import ExternalEvent
-    from workflows.names import workflow_id_for
+    from workflows.names import archive_workflow_id, workflow_id_for
 
     pb = playbook(
         [
@@ -276,7 +276,7 @@ async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(
         timeline = await handle.query(IncidentWorkflow.timeline)
         status = await handle.query(IncidentWorkflow.status)
         run_id = (await handle.describe()).run_id
-        archive = dev_env.client.get_workflow_handle(f"archive-{handle.id}-{run_id}")
+        archive = dev_env.client.get_workflow_handle(archive_workflow_id(handle.id, run_id))
         archived = await archive.result()
     assert archived["archived_runs"] == [run_id]
 
