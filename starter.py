@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from pydantic import ValidationError
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 
 from audit.cli import audit_app
 from connection import exit_process
@@ -41,30 +41,49 @@ app.add_typer(stack_app)
 
 def main() -> None:
     """Entry point: run the command, print one-line errors, exit without the SDK teardown."""
-    code = 0
+    exit_process(run(sys.argv[1:]))
+
+
+def run(args: list[str]) -> int:
+    """Run one command line; every failure becomes one line on stderr and an exit code:
+    2 for usage errors (unknown command or option, missing or bad value), 1 for refusals and
+    failures, 130 for Ctrl-C."""
     try:
-        result = app(standalone_mode=False)
-        code = result if isinstance(result, int) else 0  # click returns typer.Exit's code here
-    except click.exceptions.Exit as exit_:
-        code = exit_.exit_code
-    except click.exceptions.Abort:
-        code = 130
-    except click.ClickException as err:
-        err.show()
-        code = err.exit_code
+        result = app(args=args, prog_name="incident", standalone_mode=False)
+        return result if isinstance(result, int) else 0  # typer returns typer.Exit's code here
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except NoArgsIsHelpError as err:
+        err.show()  # `incident` alone, or a group alone: the help, as a usage error
+        return 2
+    except UsageError as err:
+        return _fail(_usage_line(err), 2)
+    except typer.TyperException as err:  # the rest of typer's (vendored click's) errors
+        return _fail(str(getattr(err, "message", err)), getattr(err, "exit_code", 1))
+    except (typer.Abort, KeyboardInterrupt):
+        return 130
     except CliError as err:
-        print(f"error: {err}", file=sys.stderr)
-        code = 1
+        return _fail(str(err), 1)
     except (InvalidRequest, ValidationError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        code = 1
+        return _fail(_one_line(err), 1)
     except PlaybookError as err:
-        lines = [str(e) for e in err.errors] or [str(err)]
-        print("error: " + "\n".join(lines), file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    exit_process(code)
+        return _fail("\n".join(str(e) for e in err.errors) or str(err), 1)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(f"{where}{err.strerror or err}", 1)
+    except Exception as err:  # noqa: BLE001 - the last guard: one line, never a traceback
+        return _fail(f"unexpected {type(err).__name__}: {_one_line(err)}", 1)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _usage_line(err: UsageError) -> str:
+    """`incident open: Missing option '--summary'.` (the command, then what is wrong)."""
+    command = err.ctx.command_path if err.ctx is not None else "incident"
+    return f"{command}: {err.format_message()}"
 
 
 def _one_line(err: Exception) -> str:
@@ -72,7 +91,7 @@ def _one_line(err: Exception) -> str:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return f"{where}: {first['msg']}"
-    return str(err)
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -103,9 +103,7 @@ def _first_event(items, attribute: str, **match) -> int:
 
 
 async def test_an_extra_timer_in_a_copy_is_caught_with_the_event_id(tmp_path, monkeypatch):
-    changed = _copy_with(
-        tmp_path, monkeypatch, RUN_DEF, "await workflow.sleep(timedelta(seconds=5))"
-    )
+    changed = _copy_with(tmp_path, monkeypatch, RUN_DEF, "await workflow.sleep(5)")
     items = _items(HISTORIES[:1])[:1]
     [failure] = await replay(items, [changed, ArchiveIncidentWorkflow])
     first_command = _first_event(items, "activity_task_scheduled_event_attributes")
@@ -120,13 +118,14 @@ async def test_an_extra_timer_in_a_copy_is_caught_with_the_event_id(tmp_path, mo
     assert f"at event {first_command}: " in text
 
 
-async def test_a_renamed_activity_in_a_copy_is_caught_with_the_event_id(tmp_path, monkeypatch):
-    changed = _copy_with(
-        tmp_path, monkeypatch, 'RECORDS_ACTIVITY = "records.append"',
-        'RECORDS_ACTIVITY = "records.append_v2"'
-    )  # fmt: skip
+async def test_a_renamed_activity_is_caught_with_the_event_id(monkeypatch):
+    from workflows.incident import IncidentWorkflow
+
+    # The records call lives in workflows/outbound.py, a module passed through to the sandbox:
+    # renaming its activity there renames it for the interpreter.
+    monkeypatch.setattr("workflows.outbound.RECORDS_ACTIVITY", "records.append_v2")
     items = _items(HISTORIES[:1])[:1]
-    [failure] = await replay(items, [changed, ArchiveIncidentWorkflow])
+    [failure] = await replay(items, [IncidentWorkflow, ArchiveIncidentWorkflow])
     expected = _first_event(
         items, "activity_task_scheduled_event_attributes", activity_type="records.append"
     )

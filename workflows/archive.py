@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-ARCHIVE_ACTIVITY = "records.archive_history"
+with workflow.unsafe.imports_passed_through():
+    from workflows.names import ARCHIVE_ACTIVITY, ARCHIVE_WORKFLOW
 
 
 class ArchiveRequest(BaseModel):
@@ -32,12 +33,7 @@ class ArchiveResult(BaseModel):
     missing_runs: list[str] = Field(default_factory=list)  # gone from Temporal before archiving
 
 
-def archive_workflow_id(incident_id: str, run_id: str) -> str:
-    """One archive workflow per closing run, so re-archiving after a reset never collides."""
-    return f"archive-{incident_id}-{run_id}"
-
-
-@workflow.defn(name="ArchiveIncidentWorkflow")
+@workflow.defn(name=ARCHIVE_WORKFLOW)
 class ArchiveIncidentWorkflow:
     @workflow.run
     async def run(self, request: ArchiveRequest) -> ArchiveResult:

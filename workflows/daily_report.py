@@ -2,8 +2,8 @@
 
 The report is computed by an activity (``records.report_summary``, it reads the database) and posted
 by the ordinary ``notify.slack`` activity, called by name with an idempotency key derived from this
-run's workflow id, so a retried post is not duplicated. ``create_daily_schedule`` installs the
-Schedule (``incident schedule daily-report``); running it again updates the same Schedule.
+run's workflow id, so a retried post is not duplicated. ``reports/schedule.py`` installs the
+Schedule (``incident schedule daily-report``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import ActionRequest, ActionResult
+    from workflows.names import REPORT_SUMMARY_ACTIVITY
 
 SCHEDULE_ID = "critical-response-daily-report"
-SUMMARY_ACTIVITY = "records.report_summary"
 
 
 class DailyReportRequest(BaseModel):
@@ -33,7 +33,7 @@ class DailyReportWorkflow:
     async def run(self, request: DailyReportRequest) -> str:
         retry = RetryPolicy(maximum_interval=timedelta(minutes=2), maximum_attempts=20)
         text: str = await workflow.execute_activity(
-            SUMMARY_ACTIVITY,
+            REPORT_SUMMARY_ACTIVITY,
             request,
             result_type=str,
             start_to_close_timeout=timedelta(minutes=5),
@@ -54,49 +54,3 @@ class DailyReportWorkflow:
             retry_policy=retry,
         )
         return text
-
-
-async def create_daily_schedule(
-    client,  # type: ignore[no-untyped-def]  # temporalio.client.Client (kept out of the sandbox)
-    *,
-    at: str,
-    timezone: str,
-    channel: str,
-    window: str,
-    task_queue: str,
-) -> str:
-    """Create the Schedule, or update it in place when it exists; returns what was done."""
-    from temporalio.client import (
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleCalendarSpec,
-        ScheduleRange,
-        ScheduleSpec,
-        ScheduleUpdate,
-    )
-
-    hour, minute = (int(part) for part in at.split(":"))
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            DailyReportWorkflow.run,
-            DailyReportRequest(channel=channel, window=window),
-            id="daily-report",
-            task_queue=task_queue,
-            execution_timeout=timedelta(hours=1),
-        ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])
-            ],
-            time_zone_name=timezone,
-        ),
-    )
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        verb = "created"
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(SCHEDULE_ID)
-        await handle.update(lambda _input: ScheduleUpdate(schedule=schedule))
-        verb = "updated"
-    return f"schedule {SCHEDULE_ID} {verb}: every day at {at} {timezone}, posting to {channel}"

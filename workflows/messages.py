@@ -1,8 +1,9 @@
 """The incident's message interface: commander Updates, Legal's decisions, events and queries.
 
 A mixin of ``IncidentWorkflow``, kept apart so ``incident.py`` reads as the playbook walk. Handlers
-change state only through the interpreter's bookkeeping (``_record``, clocks, status), and every
-decision goes through ``workflows.rules``, so the Update, its validator and the signals agree.
+change state only through the bookkeeping and clocks of its bases (``_record``, ``_stop_clock``,
+status, severity: ``workflows/bookkeeping.py``, ``workflows/sla_race.py``), and every decision goes
+through ``workflows.rules``, so the Update, its validator and the signals agree.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from playbooks.schema import Severity, StepModel
     from workflows import rules
     from workflows import sla as clocks
     from workflows.models import (
@@ -22,45 +22,14 @@ with workflow.unsafe.imports_passed_through():
         CommanderRequest,
         Decision,
         ExternalEvent,
-        IncidentInput,
-        IncidentState,
         IncidentStatus,
         TimelineEntry,
     )
+    from workflows.sla_race import IncidentSlaRace
 
 
-class IncidentMessages:
+class IncidentMessages(IncidentSlaRace):
     """Updates, signals and queries of ``IncidentWorkflow``; its state lives in the workflow."""
-
-    inp: IncidentInput
-    state: IncidentState
-    steps: dict[str, StepModel]
-
-    # Bookkeeping provided by IncidentWorkflow.
-    def _record(
-        self,
-        kind: str,
-        detail: str = "",
-        *,
-        actor: str = "system",
-        role: str | None = None,
-        step: str | None = None,
-        clock: str | None = None,
-        data: dict[str, str] | None = None,
-    ) -> TimelineEntry:
-        raise NotImplementedError
-
-    def _stop_clock(self, name: str) -> None:
-        raise NotImplementedError
-
-    def _set_status(self, status: str) -> None:
-        raise NotImplementedError
-
-    def _set_severity(self, new: Severity, actor: str, role: str, reason: str) -> TimelineEntry:
-        raise NotImplementedError
-
-    def _pause_or_resume(self, event: str) -> None:
-        raise NotImplementedError
 
     @workflow.update
     async def approve(self, request: ApprovalRequest) -> ApprovalResult:

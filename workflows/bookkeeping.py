@@ -1,0 +1,163 @@
+"""The incident's bookkeeping: its attributes, the timeline, step outcomes, status and severity.
+
+The base of ``IncidentWorkflow``. Everything here changes ``IncidentState`` in place (so
+continue-as-new carries it over) and issues no command except the search-attribute upsert in
+``_publish``; outbound calls live in ``workflows/outbound.py``, SLA clocks in
+``workflows/sla_race.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from playbooks.schema import BranchStep, Severity, StepModel
+    from workflows.models import (
+        IncidentInput,
+        IncidentOutcome,
+        IncidentState,
+        StepState,
+        TimelineEntry,
+    )
+    from workflows.names import (
+        SA_BREACHED,
+        SA_PLAYBOOK,
+        SA_SEVERITY,
+        SA_STATUS,
+        SEARCH_ATTRIBUTES,
+    )
+
+
+class IncidentBookkeeping:
+    """The workflow's attributes (set in ``IncidentWorkflow.__init__``) and their bookkeeping."""
+
+    inp: IncidentInput
+    state: IncidentState
+    steps: dict[str, StepModel]
+    _clock_version: int  # bumped on pause/resume so SLA races recompute their timers
+    _in_flight: int
+    _draining: bool
+    _stopping: str | None  # "close" or "continue_as_new"
+    _sla_failed: set[str]
+    _bodies: dict[str, asyncio.Task[Any]]
+    _published: dict[str, Any]
+
+    def _stop_clock(self, name: str) -> None:
+        """Provided by ``IncidentSlaRace``."""
+        raise NotImplementedError
+
+    def _record(
+        self,
+        kind: str,
+        detail: str = "",
+        *,
+        actor: str = "system",
+        role: str | None = None,
+        step: str | None = None,
+        clock: str | None = None,
+        data: dict[str, str] | None = None,
+    ) -> TimelineEntry:
+        sla_clock = self.state.clocks.get(clock or step or "")
+        entry = TimelineEntry(
+            seq=len(self.state.timeline) + 1,
+            at=workflow.now(),
+            actor=actor,
+            role=role,
+            kind=kind,
+            step=step,
+            detail=detail,
+            data=data or {},
+            sla=sla_clock.state if sla_clock else None,
+            due_at=sla_clock.due_at if sla_clock else None,
+        )
+        self.state.timeline.append(entry)
+        return entry
+
+    def _finish(self, step: StepModel, status: str, detail: str) -> None:
+        st = self.state.steps[step.id]
+        st.status, st.finished_at, st.detail = status, workflow.now(), detail  # type: ignore[assignment]
+        self._stop_clock(step.id)
+        self._record(f"step_{status}", detail, step=step.id, role=step.owner)
+
+    def _step_interrupted(self, step: StepModel) -> None:
+        """Continue-as-new leaves a step running for the next run; otherwise it is cancelled
+        (the incident closed, or a sibling parallel branch failed)."""
+        if self._stopping != "continue_as_new":
+            reason = "incident closed" if self._stopping == "close" else "a sibling branch failed"
+            self._finish(step, "cancelled", f"cancelled: {reason}")
+
+    def _skip(self, step: StepModel, reason: str) -> None:
+        now = workflow.now()
+        self.state.steps[step.id] = StepState(
+            step_id=step.id,
+            kind=step.kind,
+            status="skipped",
+            started_at=now,
+            finished_at=now,
+            detail=reason,
+        )
+        self._record("step_skipped", reason, step=step.id)
+
+    def _goto_of(self, step: StepModel, st: StepState) -> str | None:
+        if isinstance(step, BranchStep) and st.branch_case is not None and st.branch_case >= 0:
+            return step.cases[st.branch_case].goto
+        return None
+
+    @staticmethod
+    def _case_label(step: BranchStep, index: int) -> str:
+        if index < 0:
+            return "no case matched"
+        case = step.cases[index]
+        target = f", then to {case.goto}" if case.goto else ""
+        return f"case {index + 1}{' (default)' if case.when is None else ''}{target}"
+
+    def _set_status(self, status: str) -> None:
+        if self.state.status == "closed":
+            return
+        self.state.status = status  # type: ignore[assignment]
+        self._publish()
+
+    def _set_severity(self, new: Severity, actor: str, role: str, reason: str) -> TimelineEntry:
+        old, self.state.severity = self.state.severity, new
+        self.state.severity_history.append((workflow.now(), new))
+        self._publish()
+        return self._record(
+            "severity_changed",
+            f"{old} -> {new}: {reason}",
+            actor=actor,
+            role=role,
+            data={"from": old, "to": new},
+        )
+
+    def _publish(self) -> None:
+        """Keep the search attributes current, upserting only what changed."""
+        wanted = {
+            SA_SEVERITY.name: self.state.severity,
+            SA_PLAYBOOK.name: self.inp.playbook.name,
+            SA_STATUS.name: self.state.status,
+            SA_BREACHED.name: self.state.sla_breached,
+        }
+        changed = {k: v for k, v in wanted.items() if self._published.get(k) != v}
+        if not changed:
+            return
+        keys = {k.name: k for k in SEARCH_ATTRIBUTES}
+        updates = [keys[name].value_set(value) for name, value in changed.items()]  # type: ignore[arg-type]
+        workflow.upsert_search_attributes(updates)
+        self._published.update(changed)
+
+    def _label(self) -> str:
+        return f"[{self.state.severity.upper()}] {self.inp.playbook.name} {self.inp.incident_id}"
+
+    def _outcome(self) -> IncidentOutcome:
+        ack, closed = self.state.acknowledged_at, self.state.closed_at
+        return IncidentOutcome(
+            incident_id=self.inp.incident_id,
+            status=self.state.status,
+            resolution=self.state.resolution,
+            sla_breached=self.state.sla_breached,
+            time_to_acknowledge=ack - self.state.opened_at if ack else None,
+            time_to_resolve=closed - self.state.opened_at if closed else None,
+        )

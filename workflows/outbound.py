@@ -1,0 +1,158 @@
+"""Every call the incident makes to the outside: integration activities, notifications, the
+records mirror, the archiver child and durable sleeps.
+
+``_activity`` is the one door for integration calls (routing, retries, the in-flight count that
+continue-as-new and the records flusher wait on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from playbooks.operations import task_queue_for
+    from workflows.bookkeeping import IncidentBookkeeping
+    from workflows.models import ActionRequest, ActionResult, RecordBatch
+    from workflows.names import ARCHIVE_WORKFLOW, RECORDS_ACTIVITY, archive_workflow_id
+
+RECORDS_BATCH = 25
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+
+
+def reraise_cancellation(err: ActivityError) -> None:
+    """An activity cancelled because its step was cancelled is a cancellation, not a failure."""
+    if isinstance(err.cause, CancelledError):
+        raise asyncio.CancelledError() from err
+
+
+class IncidentOutbound(IncidentBookkeeping):
+    """Activities, notifications, the records flusher and the archiver."""
+
+    async def _activity(
+        self,
+        operation: str,
+        step_id: str,
+        args: dict[str, Any],
+        key: str,
+        retry: RetryPolicy = NOTIFY_RETRY,
+        budget: timedelta = timedelta(hours=1),
+    ) -> ActionResult:
+        """Every integration call goes through here: routing, retries, the in-flight count."""
+        # Waiting on an already-true condition still yields, which let the records flusher see
+        # "nothing in flight" between every two steps; only wait when there is a reason to.
+        if self._draining or not workflow.patched("no-yield-before-activity"):
+            await workflow.wait_condition(lambda: not self._draining)
+        queue = workflow.info().task_queue
+        request = ActionRequest(
+            incident_id=self.inp.incident_id,
+            step_id=step_id,
+            operation=operation,
+            args=args,
+            severity=self.state.severity,
+            playbook=self.inp.playbook.name,
+            idempotency_key=f"{self.inp.incident_id}:{key}",
+        )
+        self._in_flight += 1
+        try:
+            return await workflow.execute_activity(
+                operation,
+                request,
+                result_type=ActionResult,
+                task_queue=task_queue_for(operation, queue),
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=budget,
+                retry_policy=retry,
+            )
+        finally:
+            self._in_flight -= 1
+
+    async def _notify(self, text: str, key: str, channel: str | None = None) -> None:
+        args = {"text": text, "channel": channel or self.inp.playbook.channel}
+        await self._best_effort("notify.slack", args, key)
+
+    async def _page(self, policy: str, summary: str, key: str) -> None:
+        args = {
+            "summary": summary,
+            "escalation_policy": policy,
+            "action": "trigger",
+            "severity": "critical",
+        }
+        await self._best_effort("notify.pagerduty", args, key)
+
+    async def _best_effort(self, operation: str, args: dict[str, Any], key: str) -> None:
+        """A notification that finally fails is recorded, never allowed to stop the incident."""
+        try:
+            await self._activity(operation, key, args, key)
+        except ActivityError as err:
+            reraise_cancellation(err)
+            self._record("notification_failed", f"{operation}: {err.cause or err}")
+
+    async def _sleep_until(self, at: datetime) -> None:
+        delay = at - workflow.now()
+        if delay > timedelta(0):
+            await workflow.sleep(delay)
+
+    async def _flush_records_forever(self) -> None:
+        """Mirror entries in batches: once the incident waits (no activity in flight), or every
+        ``RECORDS_BATCH`` entries, so a run of automated steps costs one records call, not one
+        per step, while anything a person waits on is in the records at once."""
+
+        def due() -> bool:
+            pending = len(self.state.timeline) - self.state.records_flushed
+            return pending > 0 and (self._in_flight == 0 or pending >= RECORDS_BATCH)
+
+        while True:
+            await workflow.wait_condition(lambda: due() or self._stopping == "close")
+            if self._stopping == "close":
+                return  # run() sends the last batch itself
+            await self._flush_records()
+
+    async def _flush_records(self) -> None:
+        """Mirror new timeline entries (and a state snapshot) to the records database."""
+        pending = self.state.timeline[self.state.records_flushed :]
+        if not pending:
+            return
+        info = workflow.info()
+        batch = RecordBatch(
+            incident_id=self.inp.incident_id,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            playbook=self.inp.playbook.name,
+            playbook_hash=self.inp.playbook_hash,
+            entries=pending,
+            snapshot=self.state.model_copy(update={"timeline": []}),
+        )
+        self._in_flight += 1
+        try:
+            await workflow.execute_activity(
+                RECORDS_ACTIVITY,
+                batch,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+        finally:
+            self._in_flight -= 1
+        self.state.records_flushed += len(pending)
+
+    async def _archive(self) -> None:
+        """Hand the closed incident's history to the archiver, which outlives this workflow."""
+        info = workflow.info()
+        await workflow.start_child_workflow(
+            ARCHIVE_WORKFLOW,
+            {
+                "incident_id": self.inp.incident_id,
+                "workflow_id": info.workflow_id,
+                "run_id": info.run_id,
+            },
+            id=archive_workflow_id(info.workflow_id, info.run_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )

@@ -1,0 +1,169 @@
+"""One handler per playbook step kind: action, approval, wait_for, timer, branch and parallel.
+
+``IncidentWorkflow._run_step`` wraps each step with its SLA race and hands it to ``_dispatch``,
+which calls the handler here. A handler returns the step's detail line or raises ``StepFailed``;
+``branch`` and ``parallel`` walk their nested steps through the interpreter's ``_run_steps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from playbooks.schema import (
+        ActionStep,
+        ApprovalStep,
+        BranchStep,
+        ParallelStep,
+        StepModel,
+        TimerStep,
+        WaitForStep,
+    )
+    from workflows import rules
+    from workflows.models import PendingApproval
+    from workflows.outbound import reraise_cancellation
+    from workflows.sla_race import IncidentSlaRace
+
+
+class StepFailed(Exception):
+    """A step could not finish (activity gave up, rejected approval with on_reject: fail, ...)."""
+
+
+class IncidentSteps(IncidentSlaRace):
+    """The step handlers; the walk that calls them is ``IncidentWorkflow``'s."""
+
+    async def _run_steps(self, steps: list[StepModel]) -> None:
+        """Provided by the interpreter (``IncidentWorkflow``): walks ``steps`` in order."""
+        raise NotImplementedError
+
+    async def _action(self, step: ActionStep) -> str:
+        args = rules.render(step.args, rules.facts(self.inp, self.state, step.id))
+        retry = RetryPolicy(
+            initial_interval=step.retry.initial_interval,
+            backoff_coefficient=step.retry.backoff,
+            maximum_interval=step.retry.max_interval,
+            maximum_attempts=step.retry.max_attempts,
+        )
+        try:
+            result = await self._activity(
+                step.activity, step.id, args, step.id, retry, step.retry.timeout
+            )
+        except ActivityError as err:
+            reraise_cancellation(err)
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            raise StepFailed(f"{step.activity} failed: {cause}") from None
+        return result.detail or f"{step.activity} done"
+
+    async def _approval(self, step: ApprovalStep) -> str:
+        pending = self.state.approvals.get(step.id)
+        if pending is None:
+            pending = PendingApproval(
+                step_id=step.id,
+                roles=step.roles,
+                requested_by=self.state.owner,
+                second_roles=step.second_approver.roles if step.second_approver else None,
+                requested_at=workflow.now(),
+            )
+            self.state.approvals[step.id] = pending
+            self._record(
+                "approval_requested",
+                step.prompt or step.title,
+                step=step.id,
+                role=",".join(step.roles),
+                actor=self.state.owner,
+            )
+            await self._notify(
+                f"{self._label()}: decision needed from {'/'.join(step.roles)} on {step.id}",
+                f"approval:{step.id}",
+            )
+        await workflow.wait_condition(lambda: pending.outcome is not None)
+        if pending.outcome == "rejected" and step.on_reject == "fail":
+            raise StepFailed(f"{step.id} was rejected: {pending.decisions[-1].reason}")
+        return f"{pending.outcome} by " + ", ".join(d.actor for d in pending.decisions)
+
+    async def _wait_for(self, step: WaitForStep) -> str:
+        arrived = lambda: self.state.events_pending.get(step.event, 0) > 0  # noqa: E731
+        timeout = None
+        if step.timeout is not None:
+            st = self.state.steps[step.id]
+            timeout = max(timedelta(0), st.started_at + step.timeout - workflow.now())
+        try:
+            await workflow.wait_condition(arrived, timeout=timeout)
+        except TimeoutError:
+            if step.on_timeout == "fail":
+                raise StepFailed(f"no {step.event} before the timeout") from None
+            return f"timed out waiting for {step.event}"
+        self.state.events_pending[step.event] -= 1
+        return f"{step.event} received"
+
+    async def _timer(self, step: TimerStep) -> str:
+        st = self.state.steps[step.id]
+        if st.timer_fires_at is None:
+            st.timer_fires_at = self._timer_target(step, st.started_at)
+            self._record("timer_set", f"fires at {st.timer_fires_at.isoformat()}", step=step.id)
+        if step.remind_before is not None and not st.reminder_sent:
+            await self._sleep_until(st.timer_fires_at - step.remind_before)
+            await self._notify(
+                f"{self._label()}: reminder: {step.title or step.id} fires at "
+                f"{st.timer_fires_at.isoformat()}",
+                f"reminder:{step.id}",
+                channel=step.reminder,
+            )
+            st.reminder_sent = True
+            self._record(
+                "reminder", f"{step.id} fires at {st.timer_fires_at.isoformat()}", step=step.id
+            )
+        await self._sleep_until(st.timer_fires_at)
+        return f"timer fired at {workflow.now().isoformat()}"
+
+    def _timer_target(self, step: TimerStep, started_at: datetime) -> datetime:
+        if step.duration is not None:
+            return started_at + step.duration
+        raw = self.state.fields.get(step.until_field or "", "")
+        try:
+            target = datetime.fromisoformat(raw)
+        except ValueError:
+            raise StepFailed(
+                f"field {step.until_field!r} must be an ISO date for timer {step.id}, got {raw!r}"
+            ) from None
+        return target if target.tzinfo else target.replace(tzinfo=UTC)
+
+    async def _branch(self, step: BranchStep) -> str:
+        st = self.state.steps[step.id]
+        if st.branch_case is None:
+            facts = rules.facts(self.inp, self.state, step.id)
+            st.branch_case = next(
+                (i for i, c in enumerate(step.cases) if c.when is None or c.when.evaluate(facts)),
+                -1,
+            )
+            self._record("branch_taken", self._case_label(step, st.branch_case), step=step.id)
+        if st.branch_case >= 0:
+            await self._run_steps(list(step.cases[st.branch_case].steps))
+        return self._case_label(step, st.branch_case)
+
+    async def _parallel(self, step: ParallelStep) -> str:
+        tasks = [asyncio.create_task(self._run_steps(list(b.steps))) for b in step.branches]
+        results = (
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not step.cancel_siblings_on_failure
+            else await self._gather_fail_fast(tasks)
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise StepFailed(f"{step.id}: {len(failures)} branch(es) failed: {failures[0]}")
+        return f"{len(tasks)} branches done"
+
+    async def _gather_fail_fast(self, tasks: list[asyncio.Task[None]]) -> list[Any]:
+        try:
+            return list(await asyncio.gather(*tasks))
+        except StepFailed as failure:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return [failure]
