@@ -26,15 +26,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from playbooks.schema import (
-        ActionStep,
-        ApprovalStep,
-        BranchStep,
-        ParallelStep,
-        StepModel,
-        TimerStep,
-        WaitForStep,
-    )
+    from playbooks.schema import StepModel
     from workflows import sla as clocks
     from workflows.messages import IncidentMessages
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
@@ -215,17 +207,3 @@ class IncidentWorkflow(IncidentMessages, IncidentSteps):
                 race.cancel()
         self._finish(step, "completed", detail or "")
         return self._goto_of(step, self.state.steps[step.id])
-
-    async def _dispatch(self, step: StepModel) -> str:
-        if isinstance(step, ActionStep):
-            return await self._action(step)
-        if isinstance(step, ApprovalStep):
-            return await self._approval(step)
-        if isinstance(step, WaitForStep):
-            return await self._wait_for(step)
-        if isinstance(step, TimerStep):
-            return await self._timer(step)
-        if isinstance(step, BranchStep):
-            return await self._branch(step)
-        assert isinstance(step, ParallelStep)
-        return await self._parallel(step)

@@ -42,6 +42,21 @@ class IncidentSteps(IncidentSlaRace):
         """Provided by the interpreter (``IncidentWorkflow``): walks ``steps`` in order."""
         raise NotImplementedError
 
+    async def _dispatch(self, step: StepModel) -> str:
+        """Hand the step to the handler of its kind (no handler knows about another kind)."""
+        if isinstance(step, ActionStep):
+            return await self._action(step)
+        if isinstance(step, ApprovalStep):
+            return await self._approval(step)
+        if isinstance(step, WaitForStep):
+            return await self._wait_for(step)
+        if isinstance(step, TimerStep):
+            return await self._timer(step)
+        if isinstance(step, BranchStep):
+            return await self._branch(step)
+        assert isinstance(step, ParallelStep)
+        return await self._parallel(step)
+
     async def _action(self, step: ActionStep) -> str:
         args = rules.render(step.args, rules.facts(self.inp, self.state, step.id))
         retry = RetryPolicy(
