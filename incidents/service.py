@@ -52,6 +52,19 @@ class OpenError(InvalidRequest):
     """The incident cannot be opened as asked (bad severity, missing required field, ...)."""
 
 
+class IncidentClosed(OpenError):
+    """An incident id is unique forever: opening a closed incident's id again is refused."""
+
+    def __init__(self, incident_id: str, closed_at: datetime | None) -> None:
+        when = f" at {closed_at.isoformat(timespec='seconds')}" if closed_at else ""
+        super().__init__(
+            f"incident {incident_id} was closed{when}; an id is never reused: "
+            f"reopen it with `incident reopen {incident_id} --reason ...`"
+        )
+        self.incident_id = incident_id
+        self.closed_at = closed_at
+
+
 @dataclass(frozen=True)
 class OpenResult:
     incident_id: str
