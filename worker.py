@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -25,6 +26,8 @@ from workflows.incident import IncidentWorkflow
 
 WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow]
 
+STICKY_TIMEOUT = timedelta(seconds=2)
+
 
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """The main worker (workflows, notifications, records) and the Salesforce worker."""
@@ -33,6 +36,12 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=[*notify.ACTIVITIES, *records.ACTIVITIES],  # type: ignore[list-item]
+        # A workflow's next task goes to the sticky queue of the worker that cached it; if that
+        # worker was killed, the server moves the task to the shared queue only after this wait
+        # (SDK default 10 s: a SIGKILL stalled every incident the worker held for 10 s). A live
+        # worker takes its sticky tasks in milliseconds; one backlogged over 2 s only costs a
+        # replay of the workflow on whichever worker takes it from the shared queue.
+        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
     )
     return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]
 

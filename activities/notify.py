@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import ledger
 from activities.email_send import send_email
+from activities.heartbeat import heartbeats
 from activities.log import activity_logger
 from activities.salesforce import parse_args
 from activities.vendor_http import is_ambiguous, permanent, retry_after, retryable, send
@@ -80,6 +81,7 @@ def _timeout() -> float:
 
 
 @activity.defn(name="notify.slack")
+@heartbeats
 async def slack(req: ActionRequest) -> ActionResult:
     """Post to Slack: chat.postMessage when a bot token is configured, else the incoming webhook."""
     args = parse_args(SlackArgs, req)
@@ -187,6 +189,7 @@ def pagerduty_dedup_key(incident_id: str, policy: str) -> str:
 
 
 @activity.defn(name="notify.pagerduty")
+@heartbeats
 async def pagerduty(req: ActionRequest) -> ActionResult:
     """Trigger, acknowledge or resolve the incident's alert for one escalation policy."""
     args = parse_args(PagerDutyArgs, req)
@@ -243,6 +246,7 @@ def _raise_for_pagerduty(response: httpx.Response, settings: Settings) -> None:
 
 
 @activity.defn(name="notify.email")
+@heartbeats
 async def email(req: ActionRequest) -> ActionResult:
     """Send one email per step and recipient (SendGrid v3, or SMTP when configured)."""
     args = parse_args(EmailArgs, req)
@@ -259,6 +263,7 @@ async def email(req: ActionRequest) -> ActionResult:
 
 
 @activity.defn(name="notify.sms")
+@heartbeats
 async def sms(req: ActionRequest) -> ActionResult:
     """Send one SMS per step and number through Twilio's Messages.json."""
     args = parse_args(SmsArgs, req)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
+from activities.heartbeat import heartbeats
 from playbooks.schema import parse_duration
 from records.archive import archive_chain
 from records.chain import write_batch
@@ -22,18 +23,21 @@ from workflows.names import ARCHIVE_ACTIVITY, RECORDS_ACTIVITY, REPORT_SUMMARY_A
 
 
 @activity.defn(name=RECORDS_ACTIVITY)
+@heartbeats
 async def append(batch: RecordBatch) -> dict[str, int]:
     """Mirror a timeline batch into the records database (idempotent; safe to retry)."""
     return await asyncio.to_thread(write_batch, batch)
 
 
 @activity.defn(name=ARCHIVE_ACTIVITY)
+@heartbeats
 async def archive_history(request: ArchiveRequest) -> ArchiveResult:
     """Store the closed incident run and its continue-as-new predecessors (retries until closed)."""
     return await archive_chain(activity.client(), request)
 
 
 @activity.defn(name=REPORT_SUMMARY_ACTIVITY)
+@heartbeats
 async def report_summary(request: DailyReportRequest) -> str:
     """The daily report's Slack text over the request's look-back window."""
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
+from activities.heartbeat import heartbeats
 from activities.log import activity_logger
 from activities.salesforce_api import SalesforceClient, soql_quote
 from activities.vendor_http import permanent
@@ -80,6 +81,7 @@ async def _case_id(sf: SalesforceClient, incident_id: str) -> str:
 
 
 @activity.defn(name="salesforce.upsert_case")
+@heartbeats
 async def upsert_case(req: ActionRequest) -> ActionResult:
     """Create or update the incident's Case: 201 on the first call, 200 on every replay."""
     args = parse_args(UpsertCaseArgs, req)
@@ -103,6 +105,7 @@ async def upsert_case(req: ActionRequest) -> ActionResult:
 
 
 @activity.defn(name="salesforce.update_case")
+@heartbeats
 async def update_case(req: ActionRequest) -> ActionResult:
     """Change the Case's status, priority or owner (a PATCH is naturally idempotent)."""
     args = parse_args(UpdateCaseArgs, req)
@@ -145,6 +148,7 @@ async def _create_once(
 
 
 @activity.defn(name="salesforce.add_comment")
+@heartbeats
 async def add_comment(req: ActionRequest) -> ActionResult:
     """Post a CaseComment once per step, even when a retry follows a post whose answer was lost."""
     args = parse_args(AddCommentArgs, req)
@@ -160,6 +164,7 @@ async def add_comment(req: ActionRequest) -> ActionResult:
 
 
 @activity.defn(name="salesforce.create_task")
+@heartbeats
 async def create_task(req: ActionRequest) -> ActionResult:
     """Create a Task on the Case once per step (same marker lookup as comments)."""
     args = parse_args(CreateTaskArgs, req)

@@ -44,6 +44,7 @@ class ArchiveIncidentWorkflow:
             request,
             result_type=ArchiveResult,
             start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=3),  # it beats while it waits for the close
             schedule_to_close_timeout=timedelta(days=30),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=1),

@@ -69,6 +69,7 @@ class IncidentOutbound(IncidentBookkeeping):
                 result_type=ActionResult,
                 task_queue=task_queue_for(operation, queue),
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=3),  # a dead worker's attempt: retried in 3 s
                 schedule_to_close_timeout=budget,
                 retry_policy=retry,
             )
@@ -137,6 +138,7 @@ class IncidentOutbound(IncidentBookkeeping):
                 RECORDS_ACTIVITY,
                 batch,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=3),  # a dead worker's attempt: retried in 3 s
                 retry_policy=NOTIFY_RETRY,
             )
         finally:
