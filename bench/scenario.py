@@ -24,6 +24,7 @@ from settings import Settings
 from worker import build_workers
 from workflows.incident import IncidentWorkflow
 from workflows.models import CommanderRequest, ExternalEvent, TimelineEntry
+from workflows.names import SIGNAL_EVENT
 
 PLAYBOOK = "integration-e2e"
 # Sub-second retry intervals would be the natural choice here, but the playbook travels to the
@@ -187,7 +188,7 @@ async def drive(
     await poll(escalated, timeout, f"{handle.id}: {ESCALATIONS} escalations")
     if before_containment is not None:
         await before_containment()
-    await handle.signal(IncidentWorkflow.event, ExternalEvent(name="contained", actor="bench"))
+    await handle.signal(SIGNAL_EVENT, ExternalEvent(name="contained", actor="bench"))
 
     async def complete() -> bool:
         status = await handle.query(IncidentWorkflow.status)

@@ -11,11 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from incidents import render, service
+from incidents import actions, listing, render
 from incidents.service import new_incident_id, open_incident
+from playbooks.loader import scan_playbooks
 from playbooks.schema import SEVERITIES
+from settings import get_settings
 from terminal import ActorOpt, CliError, JsonOpt, default_actor, emit, out, pairs, run_with_client
-from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent
+from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent, TimelineEntry
 
 incidents_app = typer.Typer()
 
@@ -23,7 +25,7 @@ incidents_app = typer.Typer()
 def _commander(incident_id: str, action: str, actor: str, as_json: bool, **request: Any) -> None:
     """Send one commander action and show the timeline entry it recorded."""
     req = CommanderRequest(actor=actor or default_actor(), **request)
-    entry = run_with_client(lambda c: service.act(c, incident_id, action, req))
+    entry = run_with_client(lambda c: actions.act(c, incident_id, action, req))
     emit(as_json, entry, lambda: render.print_entry(entry))
 
 
@@ -127,8 +129,8 @@ def event(
 ) -> None:
     """Record an outside event (e.g. law_enforcement_response); its data updates fields."""
     payload = ExternalEvent(name=name, actor=actor or default_actor(), data=pairs(data, "--data"))
-    run_with_client(lambda c: service.send_event(c, incident_id, payload))
-    emit(as_json, {"sent": name}, lambda: out.print(f"event sent: {name}"))
+    entry = run_with_client(lambda c: actions.send_event(c, incident_id, payload))
+    emit(as_json, entry, lambda: render.print_entry(entry))
 
 
 # ---------------------------------------------------------------------------------- decisions
@@ -146,10 +148,10 @@ def _decide(
         step_id=step, actor=actor or default_actor(), role=role, reason=reason
     )
     result = run_with_client(
-        lambda c: service.decide(c, incident_id, request, approve=approve, by_signal=by_signal)
+        lambda c: actions.decide(c, incident_id, request, approve=approve, by_signal=by_signal)
     )
-    if result is None:
-        emit(as_json, {"sent": step}, lambda: out.print("decision sent by signal"))
+    if isinstance(result, TimelineEntry):  # by signal: the entry the decision produced
+        emit(as_json, result, lambda: out.print(f"{step}: {result.kind}", markup=False))
         return
     emit(as_json, result, lambda: out.print(f"{result.step_id}: {result.outcome}"))
 
@@ -186,14 +188,14 @@ _decision_command("reject", False, "Reject a gated step.")
 @incidents_app.command("status")
 def status(incident_id: str, as_json: JsonOpt = False) -> None:
     """Current steps, pending approvals and live SLA clocks."""
-    st = run_with_client(lambda c: service.status(c, incident_id))
+    st = run_with_client(lambda c: actions.status(c, incident_id))
     emit(as_json, st, lambda: render.print_status(st))
 
 
 @incidents_app.command("timeline")
 def timeline(incident_id: str, as_json: JsonOpt = False) -> None:
     """Who did what, when, against which SLA."""
-    entries = run_with_client(lambda c: service.timeline(c, incident_id))
+    entries = run_with_client(lambda c: actions.timeline(c, incident_id))
     emit(as_json, entries, lambda: render.print_timeline(entries))
 
 
@@ -207,8 +209,13 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """Incidents by their search attributes (eventually consistent, like all visibility)."""
-    query = service.list_query(
-        open_only=open_only, severity=severity, playbook=playbook, breached=breached
+    known = {lp.playbook.name for lp in scan_playbooks(get_settings().playbooks_dir)[0]}
+    query = listing.list_query(
+        open_only=open_only,
+        severity=severity,
+        playbook=playbook,
+        breached=breached,
+        known_playbooks=known,
     )
-    rows = run_with_client(lambda c: service.list_incidents(c, query, limit))
-    emit(as_json, [r.__dict__ for r in rows], lambda: render.print_rows(rows))
+    rows = run_with_client(lambda c: listing.list_incidents(c, query, limit))
+    emit(as_json, [r.as_json() for r in rows], lambda: render.print_rows(rows))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from incidents.service import IncidentRow
+from incidents.listing import IncidentRow
 from terminal import out
 from workflows import sla as clocks
 from workflows.models import IncidentStatus, TimelineEntry

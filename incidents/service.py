@@ -13,10 +13,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -25,21 +24,14 @@ from playbooks.schema import SEVERITIES
 from settings import Settings, get_settings
 from workflows.incident import IncidentWorkflow
 from workflows.models import (
-    ApprovalRequest,
-    ApprovalResult,
     BusinessCalendar,
-    CommanderRequest,
-    ExternalEvent,
     IncidentInput,
-    IncidentStatus,
-    TimelineEntry,
 )
 from workflows.names import (
     SA_BREACHED,
     SA_PLAYBOOK,
     SA_SEVERITY,
     SA_STATUS,
-    incident_id_of,
     workflow_id_for,
 )
 
@@ -191,114 +183,3 @@ async def open_incident(
         settings=settings,
     )
     return await start_incident(client, inp, settings.task_queue)
-
-
-# --- acting on a running incident ---------------------------------------------------------------
-
-COMMANDER_UPDATES = {
-    "ack": IncidentWorkflow.acknowledge,
-    "assign": IncidentWorkflow.assign,
-    "escalate": IncidentWorkflow.escalate,
-    "note": IncidentWorkflow.note,
-    "close": IncidentWorkflow.close,
-}
-
-
-def handle(client: Client, incident_id: str) -> WorkflowHandle[IncidentWorkflow, Any]:
-    return client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(incident_id))
-
-
-async def act(
-    client: Client, incident_id: str, action: str, request: CommanderRequest
-) -> TimelineEntry:
-    """A commander action (ack, assign, escalate, note, close): the timeline entry it recorded."""
-    update = COMMANDER_UPDATES.get(action)
-    if update is None:
-        raise InvalidRequest(
-            f"action must be one of {', '.join(COMMANDER_UPDATES)}, not {action!r}"
-        )
-    entry: TimelineEntry = await handle(client, incident_id).execute_update(update, request)
-    return entry
-
-
-async def decide(
-    client: Client, incident_id: str, request: ApprovalRequest, *, approve: bool, by_signal: bool
-) -> ApprovalResult | None:
-    """Approve or reject a gated step, by Update (the verdict) or by signal (None: no verdict)."""
-    target = handle(client, incident_id)
-    if by_signal:
-        signal = IncidentWorkflow.approve_signal if approve else IncidentWorkflow.reject_signal
-        await target.signal(signal, request)
-        return None
-    update = IncidentWorkflow.approve if approve else IncidentWorkflow.reject
-    result: ApprovalResult = await target.execute_update(update, request)
-    return result
-
-
-async def send_event(client: Client, incident_id: str, event: ExternalEvent) -> None:
-    """An outside event (e.g. law_enforcement_response); its data updates incident fields."""
-    await handle(client, incident_id).signal(IncidentWorkflow.event, event)
-
-
-async def status(client: Client, incident_id: str) -> IncidentStatus:
-    result: IncidentStatus = await handle(client, incident_id).query(IncidentWorkflow.status)
-    return result
-
-
-async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:
-    result: list[TimelineEntry] = await handle(client, incident_id).query(IncidentWorkflow.timeline)
-    return result
-
-
-# --- listing ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncidentRow:
-    """One incident as its search attributes show it (eventually consistent)."""
-
-    incident_id: str
-    status: str | None
-    severity: str | None
-    playbook: str | None
-    sla_breached: bool
-    opened_at: str
-
-
-def _filter_value(option: str, value: str) -> str:
-    if not value.replace("-", "").replace("_", "").isalnum():
-        raise InvalidRequest(f"{option} takes letters, digits, - and _, not {value!r}")
-    return value
-
-
-def list_query(
-    *, open_only: bool, severity: str | None, playbook: str | None, breached: bool
-) -> str:
-    """The visibility query for these filters (values checked: no query injection)."""
-    clauses = ["WorkflowType = 'IncidentWorkflow'"]
-    if open_only:
-        clauses.append(f"{SA_STATUS.name} != 'closed'")
-    if severity:
-        clauses.append(f"{SA_SEVERITY.name} = '{_filter_value('--severity', severity)}'")
-    if playbook:
-        clauses.append(f"{SA_PLAYBOOK.name} = '{_filter_value('--playbook', playbook)}'")
-    if breached:
-        clauses.append(f"{SA_BREACHED.name} = true")
-    return " AND ".join(clauses)
-
-
-async def list_incidents(client: Client, query: str, limit: int = 100) -> list[IncidentRow]:
-    rows = []
-    async for wf in client.list_workflows(query, limit=limit):
-        attrs = wf.typed_search_attributes
-        rows.append(
-            IncidentRow(
-                incident_id=incident_id_of(wf.id) or wf.id,
-                status=attrs.get(SA_STATUS),
-                severity=attrs.get(SA_SEVERITY),
-                playbook=attrs.get(SA_PLAYBOOK),
-                sla_breached=bool(attrs.get(SA_BREACHED)),
-                opened_at=wf.start_time.isoformat(timespec="seconds"),
-            )
-        )
-    return rows

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from playbooks.loader import lint_files, list_playbooks
+from playbooks.loader import lint_files, scan_playbooks
 from settings import get_settings
 from terminal import JsonOpt, emit, out
 
@@ -37,7 +38,9 @@ def lint(
 @playbooks_app.command("playbooks")
 def playbooks(as_json: JsonOpt = False) -> None:
     """The playbooks available to `incident open`, with their content hashes."""
-    loaded = list_playbooks(get_settings().playbooks_dir)
+    loaded, problems = scan_playbooks(get_settings().playbooks_dir)
+    for problem in problems:  # one broken file never hides the others
+        print(f"warning: {problem}", file=sys.stderr)
     rows: list[dict[str, Any]] = [
         {
             "name": lp.playbook.name,

@@ -107,6 +107,20 @@ def list_playbooks(directory: Path = PLAYBOOK_DIR) -> list[LoadedPlaybook]:
     return [load_playbook_file(p) for p in paths]
 
 
+def scan_playbooks(directory: Path = PLAYBOOK_DIR) -> tuple[list[LoadedPlaybook], list[LintError]]:
+    """The valid playbooks in ``directory`` and the problems of the others: one broken file
+    never hides the rest (``incident playbooks`` lists these and warns about those)."""
+    loaded: list[LoadedPlaybook] = []
+    problems: list[LintError] = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        errors = lint_file(path)
+        if errors:
+            problems.extend(errors)
+        else:
+            loaded.append(load_playbook_file(path))
+    return loaded, problems
+
+
 def lint_file(path: str | Path) -> list[LintError]:
     """Every problem in one playbook file, in line order; empty when it is valid."""
     return _check(Path(path))[1]

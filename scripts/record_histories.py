@@ -47,6 +47,7 @@ from workflows.models import (  # noqa: E402
     IncidentInput,
     IncidentStatus,
 )
+from workflows.names import SIGNAL_EVENT  # noqa: E402
 
 IC, APPROVER, SECOND = "ic-alice", "approver-lena", "approver-sam"
 MAX_ROUNDS = 400
@@ -122,7 +123,7 @@ async def drive(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], lp: 
         for st in status.active_steps:
             step = steps[st.step_id]
             if step.kind == "wait_for" and st.step_id not in signalled:
-                await handle.signal(IncidentWorkflow.event, ExternalEvent(name=step.event))
+                await handle.signal(SIGNAL_EVENT, ExternalEvent(name=step.event))
                 signalled.add(st.step_id)
                 acted = True
         if not acted:

@@ -31,7 +31,7 @@ from stack.devserver import search_attribute_keys, temporal_binary
 from worker import run_workers
 from workflows.incident import IncidentWorkflow
 from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent, IncidentStatus
-from workflows.names import workflow_id_for
+from workflows.names import SIGNAL_EVENT, workflow_id_for
 
 DEMO_PLAYBOOK = "emergency-disclosure"
 COMMANDER = "casey.ic"
@@ -64,7 +64,7 @@ async def drive(handle: WorkflowHandle[Any, Any], playbook: Playbook, timeout: f
                 if isinstance(step, WaitForStep) and active.step_id not in sent:
                     sent.add(active.step_id)
                     await handle.signal(
-                        IncidentWorkflow.event, ExternalEvent(name=step.event, actor="demo.lers")
+                        SIGNAL_EVENT, ExternalEvent(name=step.event, actor="demo.lers")
                     )
             waiting_only_on_timers = (
                 st.active_steps

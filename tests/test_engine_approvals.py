@@ -28,6 +28,7 @@ from tests.engine_support import (
 )
 from workflows.incident import IncidentWorkflow
 from workflows.models import ApprovalRequest, ExternalEvent
+from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT
 
 
 def disclosure(on_reject: str = "fail", **approval_extra: Any) -> list[dict[str, Any]]:
@@ -140,13 +141,13 @@ async def test_refused_signal_decisions_change_nothing_and_are_recorded(h):
     handle = await h.open(incident_input(playbook(disclosure())))
     await wait_for_status(handle, awaiting("disclose"))
     for request, code, _ in REFUSALS:
-        await signal_refused(handle, IncidentWorkflow.approve_signal, request, code)
-        await signal_refused(handle, IncidentWorkflow.reject_signal, request, code)
+        await signal_refused(handle, SIGNAL_APPROVE, request, code)
+        await signal_refused(handle, SIGNAL_REJECT, request, code)
 
-    await handle.signal(IncidentWorkflow.approve_signal, approval("disclose", "lena"))
+    await handle.signal(SIGNAL_APPROVE, approval("disclose", "lena"))
     await wait_for_status(handle, awaiting("publish"))
     late = approval("disclose", "lou")
-    await signal_refused(handle, IncidentWorkflow.reject_signal, late, "already_decided")
+    await signal_refused(handle, SIGNAL_REJECT, late, "already_decided")
     tl = await handle.query(IncidentWorkflow.timeline)
     assert len(entries(tl, "approval_refused")) == 2 * len(REFUSALS) + 1
     assert [e.actor for e in entries(tl, "approved", "disclose")] == ["lena"]
@@ -227,9 +228,7 @@ async def test_on_reject_continue_lets_a_branch_follow_the_decision(h, decision)
     ]
     handle = await h.open(incident_input(playbook(steps)))
     await wait_for_status(handle, awaiting("disclose"))
-    signal = (
-        IncidentWorkflow.reject_signal if decision == "reject" else IncidentWorkflow.approve_signal
-    )
+    signal = SIGNAL_REJECT if decision == "reject" else SIGNAL_APPROVE
     await handle.signal(signal, approval("disclose", "lena", reason="decided"))
     tl = await wait_for_timeline(handle, has("playbook_complete"))
     taken = one(tl, "branch_taken", "route").detail
@@ -249,7 +248,7 @@ async def test_requester_is_the_owner_when_the_approval_step_starts(h):
     handle = await h.open(incident_input(playbook(steps)))
     await wait_for_timeline(handle, has("step_started", "ready"))
     await handle.execute_update(IncidentWorkflow.assign, commander("alice", to="bob"))
-    await handle.signal(IncidentWorkflow.event, ExternalEvent(name="ready"))
+    await handle.signal(SIGNAL_EVENT, ExternalEvent(name="ready"))
     await wait_for_status(handle, awaiting("disclose"))
     status = await handle.query(IncidentWorkflow.status)
     assert (status.owner, status.pending_approvals[0].requested_by) == ("bob", "bob")

@@ -25,6 +25,7 @@ from tests.engine_support import (
 )
 from workflows.incident import IncidentWorkflow
 from workflows.models import ExternalEvent
+from workflows.names import SIGNAL_EVENT
 
 LATENCY = timedelta(seconds=3)
 
@@ -70,7 +71,7 @@ async def test_a_long_incident_over_several_runs_loses_nothing(h):
     assert decided.outcome == "approved"
     await wait_for_timeline(handle, has("step_started", "receipt"))
     await notes(handle, 12, 12)
-    await handle.signal(IncidentWorkflow.event, ExternalEvent(name="receipt"))
+    await handle.signal(SIGNAL_EVENT, ExternalEvent(name="receipt"))
     await wait_for_timeline(handle, has("playbook_complete"))
     await notes(handle, 24, 6)
     outcome = await h.close(handle, "ivan", reason="records sent")
@@ -144,7 +145,7 @@ async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env):
     # on how the server batches them into workflow tasks); the clocks must not restart.
     run_1 = hts.client.get_workflow_handle(first.id, run_id=first.first_execution_run_id)
     for n in range(100):
-        await handle.signal(IncidentWorkflow.event, ExternalEvent(name="noise", data={"n": str(n)}))
+        await handle.signal(SIGNAL_EVENT, ExternalEvent(name="noise", data={"n": str(n)}))
         if (await run_1.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
             break
     await hts.settle(handle)

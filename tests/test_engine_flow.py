@@ -31,7 +31,15 @@ from tests.engine_support import (
 )
 from workflows.incident import IncidentWorkflow
 from workflows.models import ExternalEvent
-from workflows.names import SA_BREACHED, SA_PLAYBOOK, SA_SEVERITY, SA_STATUS, workflow_id_for
+from workflows.names import (
+    SA_BREACHED,
+    SA_PLAYBOOK,
+    SA_SEVERITY,
+    SA_STATUS,
+    SIGNAL_APPROVE,
+    SIGNAL_EVENT,
+    workflow_id_for,
+)
 
 LATENCY = timedelta(seconds=3)
 
@@ -45,7 +53,7 @@ def wait(step_id: str, event: str | None = None, **extra: Any) -> dict[str, Any]
 
 
 async def event(handle, name: str, **data: str) -> None:
-    await handle.signal(IncidentWorkflow.event, ExternalEvent(name=name, data=data))
+    await handle.signal(SIGNAL_EVENT, ExternalEvent(name=name, data=data))
 
 
 def ran(h) -> list[str]:
@@ -187,7 +195,7 @@ async def test_a_failing_branch_cancels_its_siblings_and_halts(h):
     # The cancelled approval step awaits no decision any more.
     late = handle.execute_update(IncidentWorkflow.approve, approval("ok"))
     assert await refusal(late) == "not_awaiting_decision"
-    await handle.signal(IncidentWorkflow.approve_signal, approval("ok"))
+    await handle.signal(SIGNAL_APPROVE, approval("ok"))
     tl = await wait_for_timeline(handle, has("approval_refused"))
     assert one(tl, "approval_refused", "ok").data["code"] == "not_awaiting_decision"
     assert "approved" not in kinds(tl)

@@ -24,6 +24,7 @@ from tests.engine_support import (
 from workflows import sla as clocks
 from workflows.incident import IncidentWorkflow
 from workflows.models import BusinessCalendar, ExternalEvent
+from workflows.names import SIGNAL_EVENT
 
 LATENCY = timedelta(seconds=3)
 
@@ -35,7 +36,7 @@ def assert_fired_at(entry, base: datetime, offset: timedelta) -> None:
 
 
 async def event(handle, name: str, **data: str) -> None:
-    await handle.signal(IncidentWorkflow.event, ExternalEvent(name=name, data=data))
+    await handle.signal(SIGNAL_EVENT, ExternalEvent(name=name, data=data))
 
 
 async def test_warning_then_breach_at_offsets_escalations_run_and_step_continues(ts_env, hts):

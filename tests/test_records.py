@@ -27,6 +27,7 @@ from records.tables import (
     SlaOutcome,
 )
 from tests.records_db import PG_URL, at, batch, clock, entry, records_url, state
+from workflows.names import SIGNAL_EVENT
 
 pytestmark = pytest.mark.usefixtures(records_url.__name__)
 
@@ -270,7 +271,7 @@ async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(
         while not (await handle.query(IncidentWorkflow.status)).pending_approvals:
             await asyncio.sleep(0.02)  # the approval starts once the case is opened
         await handle.execute_update(IncidentWorkflow.approve, approval("legal-review"))
-        await handle.signal(IncidentWorkflow.event, ExternalEvent(name="reply", actor="agency"))
+        await handle.signal(SIGNAL_EVENT, ExternalEvent(name="reply", actor="agency"))
         await handle.execute_update(IncidentWorkflow.close, commander(reason="answered"))
         await handle.result()
         timeline = await handle.query(IncidentWorkflow.timeline)

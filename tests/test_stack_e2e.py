@@ -232,8 +232,10 @@ def test_approval_refusals_are_clear_and_recorded(stack: Stack) -> None:
     assert twice.returncode == 1
     assert "already_decided" in twice.stderr or "same_approver" in twice.stderr
     signalled = cli(env, "reject", incident, step, "--role", "comms", "--reason", "x", "--as",
-                    "kim", "--signal")  # fmt: skip
-    assert signalled.returncode == 0
+                    "kim", "--signal", check=False)  # fmt: skip
+    # A signal cannot answer, so the CLI waits for the entry it produced: here, the refusal.
+    assert signalled.returncode == 1 and "reject refused (already_decided)" in signalled.stderr
+    assert len(signalled.stderr.strip().splitlines()) == 1
 
     def refusals() -> list[dict[str, Any]]:
         return [e for e in cli_json(env, "timeline", incident) if e["kind"] == "approval_refused"]

@@ -59,6 +59,7 @@ class IncidentBookkeeping:
         step: str | None = None,
         clock: str | None = None,
         data: dict[str, str] | None = None,
+        request_id: str | None = None,
     ) -> TimelineEntry:
         sla_clock = self.state.clocks.get(clock or step or "")
         entry = TimelineEntry(
@@ -72,6 +73,7 @@ class IncidentBookkeeping:
             data=data or {},
             sla=sla_clock.state if sla_clock else None,
             due_at=sla_clock.due_at if sla_clock else None,
+            request_id=request_id,
         )
         self.state.timeline.append(entry)
         return entry

@@ -11,9 +11,11 @@ its own, stacked as mixins (each builds on the one before):
   notifications, the records mirror, the archiver child, sleeps);
 - ``workflows/sla_race.py`` (``IncidentSlaRace``): SLA clocks and ``_enforce_sla``, the only place
   SLA timers live;
-- ``workflows/steps.py`` (``IncidentSteps``): one handler per step kind, and ``StepFailed``;
-- ``workflows/messages.py`` (``IncidentMessages``): the Updates, signals and queries through which
-  people act.
+- ``workflows/steps.py`` (``IncidentSteps``): ``_dispatch`` and one handler per step kind;
+- ``workflows/messages.py`` (``IncidentMessages``): the Updates and queries through which people
+  act, and the one rule for decisions;
+- ``workflows/signals.py`` (``IncidentSignals``): every signal, decoded under our control so a
+  malformed one is refused and recorded instead of freezing the incident.
 
 All state lives in ``IncidentState`` so continue-as-new carries it over intact.
 """
@@ -28,13 +30,13 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from playbooks.schema import StepModel
     from workflows import sla as clocks
-    from workflows.messages import IncidentMessages
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
+    from workflows.signals import IncidentSignals
     from workflows.steps import IncidentSteps, StepFailed
 
 
 @workflow.defn
-class IncidentWorkflow(IncidentMessages, IncidentSteps):
+class IncidentWorkflow(IncidentSignals, IncidentSteps):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp

@@ -8,6 +8,8 @@ through ``workflows.rules``, so the Update, its validator and the signals agree.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -21,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         ApprovalResult,
         CommanderRequest,
         Decision,
-        ExternalEvent,
         IncidentStatus,
         TimelineEntry,
     )
@@ -47,14 +48,6 @@ class IncidentMessages(IncidentSlaRace):
     def _validate_reject(self, request: ApprovalRequest) -> None:
         self._validate_decision(request)
 
-    @workflow.signal
-    def approve_signal(self, request: ApprovalRequest) -> None:
-        self._decide(request, "approve", raise_refusal=False)
-
-    @workflow.signal
-    def reject_signal(self, request: ApprovalRequest) -> None:
-        self._decide(request, "reject", raise_refusal=False)
-
     def _validate_decision(self, request: ApprovalRequest) -> None:
         """Stale or malformed decisions never reach history; authorization is judged in the
         handler so that a refused attempt is recorded for auditors."""
@@ -79,6 +72,7 @@ class IncidentMessages(IncidentSlaRace):
                 role=request.role,
                 step=request.step_id if request.step_id in self.steps else None,
                 data={"code": refused.code, "reason": request.reason},
+                request_id=request.request_id,
             )
             if raise_refusal:
                 raise ApplicationError(
@@ -103,6 +97,7 @@ class IncidentMessages(IncidentSlaRace):
                 actor=request.actor,
                 role=request.role,
                 step=request.step_id,
+                request_id=request.request_id,
             )
             return ApprovalResult(step_id=request.step_id, outcome="awaiting_second_approver")
         else:
@@ -113,6 +108,7 @@ class IncidentMessages(IncidentSlaRace):
             actor=request.actor,
             role=request.role,
             step=request.step_id,
+            request_id=request.request_id,
         )
         return ApprovalResult(step_id=request.step_id, outcome=pending.outcome)
 
@@ -202,20 +198,10 @@ class IncidentMessages(IncidentSlaRace):
                 "closing needs a resolution", type="missing_resolution", non_retryable=True
             )
 
-    @workflow.signal
-    def event(self, event: ExternalEvent) -> None:
-        if self.state.status == "closed":
-            return
-        self.state.fields.update(event.data)
-        self.state.events_pending[event.name] = self.state.events_pending.get(event.name, 0) + 1
-        self._record(
-            "event", event.name, actor=event.actor, data={k: v for k, v in event.data.items()}
-        )
-        self._pause_or_resume(event.name)
-
     @workflow.query
-    def status(self) -> IncidentStatus:
-        now = workflow.now()
+    def status(self, as_of: datetime | None = None) -> IncidentStatus:
+        """``as_of``: the caller's clock, so time left is counted to now, not to the last task."""
+        now = max(as_of, workflow.now()) if as_of is not None else workflow.now()
         return IncidentStatus(
             incident_id=self.inp.incident_id,
             playbook=self.inp.playbook.name,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
+from workflows.limits import EventData, Fields, Ident, Name, Role, Summary, Text
 
 # Names of the incident-level SLA clocks (step clocks are named by their step id).
 ACK_CLOCK, RESOLVE_CLOCK = "incident.acknowledge", "incident.resolve"
@@ -83,6 +84,7 @@ class TimelineEntry(BaseModel):
     sla: SlaStateName | None = None
     due_at: datetime | None = None
     data: dict[str, str] = Field(default_factory=dict)
+    request_id: str | None = None  # the message that caused it, so its sender can find its verdict
 
 
 class Decision(BaseModel):
@@ -146,13 +148,13 @@ class IncidentState(BaseModel):
 class IncidentInput(BaseModel):
     """Start argument of IncidentWorkflow: the playbook snapshot and the facts at open."""
 
-    incident_id: str
+    incident_id: Ident
     playbook: Playbook
     playbook_hash: str
     severity: Severity
-    summary: str
-    fields: dict[str, str] = Field(default_factory=dict)
-    opened_by: str
+    summary: Summary
+    fields: Fields = Field(default_factory=dict)
+    opened_by: Name
     calendar: BusinessCalendar = Field(default_factory=BusinessCalendar)
     parent_incident_id: str | None = None
     # Carried by continue-as-new; None on the first run.
@@ -176,10 +178,11 @@ class IncidentOutcome(BaseModel):
 class ApprovalRequest(BaseModel):
     """Sent by Update (``approve``/``reject``) or signal (``approve_signal``/``reject_signal``)."""
 
-    step_id: str
-    actor: str
-    role: str
-    reason: str = Field(min_length=1)
+    step_id: Ident
+    actor: Name
+    role: Role
+    reason: Text = Field(min_length=1)
+    request_id: Ident | None = None  # lets a signal's sender find the verdict in the timeline
 
 
 class ApprovalResult(BaseModel):
@@ -190,19 +193,20 @@ class ApprovalResult(BaseModel):
 class CommanderRequest(BaseModel):
     """The commander's actions: ack, assign, escalate, note, close (all Updates)."""
 
-    actor: str
-    role: str = "ic"
-    to: str | None = None  # assign
+    actor: Name
+    role: Role = "ic"
+    to: Name | None = None  # assign
     severity: Severity | None = None  # escalate
-    reason: str = ""  # escalate, note text, close resolution
+    reason: Text = ""  # escalate, note text, close resolution
 
 
 class ExternalEvent(BaseModel):
     """A named outside event (signal ``event``), e.g. ``law_enforcement_response``."""
 
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    actor: str = "system"
-    data: dict[str, str] = Field(default_factory=dict)
+    name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    actor: Name = "system"
+    data: EventData = Field(default_factory=dict)
+    request_id: Ident | None = None  # lets the sender find the verdict in the timeline
 
 
 class ClockView(BaseModel):

@@ -21,7 +21,13 @@ SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED)
 RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"
 REPORT_SUMMARY_ACTIVITY = "records.report_summary"
+RECONCILE_ACTIVITY = "records.reconcile"  # the sweep for incidents ended out of band
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
+
+# Signals the incident accepts (any other name is refused and recorded; see workflows/signals.py).
+SIGNAL_EVENT = "event"
+SIGNAL_APPROVE = "approve_signal"
+SIGNAL_REJECT = "reject_signal"
 
 
 def workflow_id_for(incident_id: str) -> str:

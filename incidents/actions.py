@@ -1,0 +1,132 @@
+"""Acting on a running incident through the front door: commander actions, decisions, events,
+and the queries people read (status, timeline).
+
+Updates answer with the workflow's verdict. Signals cannot answer, so each carries a request id and
+the sender waits for the timeline entry that id produced: the event recorded, the decision taken,
+or the refusal with its reason. Nothing is reported as done that the incident did not record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from incidents.service import InvalidRequest
+from workflows.incident import IncidentWorkflow
+from workflows.models import (
+    ApprovalRequest,
+    ApprovalResult,
+    CommanderRequest,
+    ExternalEvent,
+    IncidentStatus,
+    TimelineEntry,
+)
+from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT, workflow_id_for
+
+COMMANDER_UPDATES = {
+    "ack": IncidentWorkflow.acknowledge,
+    "assign": IncidentWorkflow.assign,
+    "escalate": IncidentWorkflow.escalate,
+    "note": IncidentWorkflow.note,
+    "close": IncidentWorkflow.close,
+}
+REFUSAL_KINDS = ("approval_refused", "message_refused")
+SIGNAL_VERDICT_SECONDS = 15.0
+
+
+class SignalRefused(InvalidRequest):
+    """The incident recorded a refusal of the signal; the message is the incident's reason."""
+
+    def __init__(self, entry: TimelineEntry) -> None:
+        # approval_refused already reads "approve refused (code): why"; message_refused is the why.
+        text = entry.detail if entry.kind == "approval_refused" else f"refused: {entry.detail}"
+        super().__init__(text)
+        self.entry = entry
+
+
+class NoVerdict(InvalidRequest):
+    """The signal was delivered but the incident recorded nothing for it in time."""
+
+
+def handle(client: Client, incident_id: str) -> WorkflowHandle[IncidentWorkflow, Any]:
+    return client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(incident_id))
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def act(
+    client: Client, incident_id: str, action: str, request: CommanderRequest
+) -> TimelineEntry:
+    """A commander action (ack, assign, escalate, note, close): the timeline entry it recorded."""
+    update = COMMANDER_UPDATES.get(action)
+    if update is None:
+        raise InvalidRequest(
+            f"action must be one of {', '.join(COMMANDER_UPDATES)}, not {action!r}"
+        )
+    entry: TimelineEntry = await handle(client, incident_id).execute_update(update, request)
+    return entry
+
+
+async def decide(
+    client: Client, incident_id: str, request: ApprovalRequest, *, approve: bool, by_signal: bool
+) -> ApprovalResult | TimelineEntry:
+    """Approve or reject a gated step: by Update (the workflow's result), or by signal (the
+    timeline entry the decision produced; a refusal raises ``SignalRefused``)."""
+    if by_signal:
+        signal = SIGNAL_APPROVE if approve else SIGNAL_REJECT
+        stamped = request.model_copy(update={"request_id": request.request_id or new_request_id()})
+        return await signal_and_confirm(client, incident_id, signal, stamped)
+    update = IncidentWorkflow.approve if approve else IncidentWorkflow.reject
+    result: ApprovalResult = await handle(client, incident_id).execute_update(update, request)
+    return result
+
+
+async def send_event(client: Client, incident_id: str, event: ExternalEvent) -> TimelineEntry:
+    """An outside event (e.g. law_enforcement_response): the timeline entry that recorded it."""
+    stamped = event.model_copy(update={"request_id": event.request_id or new_request_id()})
+    return await signal_and_confirm(client, incident_id, SIGNAL_EVENT, stamped)
+
+
+async def signal_and_confirm(
+    client: Client,
+    incident_id: str,
+    signal: str,
+    message: ApprovalRequest | ExternalEvent,
+    timeout: float = SIGNAL_VERDICT_SECONDS,
+) -> TimelineEntry:
+    """Send the signal, then wait for the entry carrying its request id (or raise)."""
+    target = handle(client, incident_id)
+    await target.signal(signal, message)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        entries = await target.query(IncidentWorkflow.timeline)
+        for entry in reversed(entries):
+            if entry.request_id == message.request_id:
+                if entry.kind in REFUSAL_KINDS:
+                    raise SignalRefused(entry)
+                return entry
+        if asyncio.get_running_loop().time() > deadline:
+            raise NoVerdict(
+                f"{signal} was delivered but incident {incident_id} recorded no verdict within "
+                f"{timeout:.0f}s; check `incident timeline {incident_id}`"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def status(client: Client, incident_id: str) -> IncidentStatus:
+    """Steps, approvals and clocks, with time left counted from now (not the last task)."""
+    result: IncidentStatus = await handle(client, incident_id).query(
+        IncidentWorkflow.status, datetime.now(UTC)
+    )
+    return result
+
+
+async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:
+    result: list[TimelineEntry] = await handle(client, incident_id).query(IncidentWorkflow.timeline)
+    return result

@@ -1,0 +1,99 @@
+"""Signals: the messages Temporal cannot refuse, so the workflow refuses them itself.
+
+A signal is written to history before any code of ours sees it, and a handler that raises on a
+malformed payload would fail every later workflow task: one bad signal (two arguments, none, a
+binary payload, null, 1.5 MB) would freeze the incident for good. So every signal arrives here raw,
+whatever its name, and is decoded under our control: a message that is unknown, malformed or over a
+limit is refused, recorded in the timeline as ``message_refused`` with the reason, and changes
+nothing else. Well-formed ones go to the same logic as their Update twins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RawValue
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.messages import IncidentMessages
+    from workflows.models import ApprovalRequest, ExternalEvent
+    from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT
+
+SIGNAL_MODELS: dict[str, type[BaseModel]] = {
+    SIGNAL_EVENT: ExternalEvent,
+    SIGNAL_APPROVE: ApprovalRequest,
+    SIGNAL_REJECT: ApprovalRequest,
+}
+REASON_MAX = 300  # a refusal's reason in the timeline: enough to act on, never the payload itself
+
+
+class MessageRefused(Exception):
+    """A signal that cannot be acted on; the message says why, in one line."""
+
+
+class IncidentSignals(IncidentMessages):
+    """The one signal handler of ``IncidentWorkflow``: decode, refuse or dispatch."""
+
+    @workflow.signal(dynamic=True)
+    def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        try:
+            message = self._decode_signal(name, args)
+        except MessageRefused as refused:
+            self._refuse_message(name, str(refused))
+            return
+        if isinstance(message, ExternalEvent):
+            self._on_event(message)
+        elif isinstance(message, ApprovalRequest):
+            self._decide(message, "approve" if name == SIGNAL_APPROVE else "reject",
+                         raise_refusal=False)  # fmt: skip
+
+    def _decode_signal(self, name: str, args: Sequence[RawValue]) -> BaseModel:
+        model = SIGNAL_MODELS.get(name)
+        if model is None:
+            raise MessageRefused(
+                f"unknown signal {name[:64]!r}; this incident accepts {', '.join(SIGNAL_MODELS)}"
+            )
+        if len(args) != 1:
+            raise MessageRefused(
+                f"{name} takes exactly one argument ({model.__name__}), got {len(args)}"
+            )
+        try:
+            value: Any = workflow.payload_converter().from_payload(args[0].payload, model)
+        except Exception as err:  # noqa: BLE001 - any decoding failure is a refusal, never a crash
+            raise MessageRefused(
+                f"{name}: not a valid {model.__name__}: {_first_line(err)}"
+            ) from None
+        if not isinstance(value, model):  # e.g. a binary/plain payload decodes to bytes
+            raise MessageRefused(
+                f"{name}: expected a JSON {model.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+    def _refuse_message(self, name: str, reason: str) -> None:
+        self._record(
+            "message_refused",
+            reason[:REASON_MAX],
+            data={"message": name[:64]},
+        )
+
+    def _on_event(self, event: ExternalEvent) -> None:
+        if self.state.status == "closed":
+            return
+        self.state.fields.update(event.data)
+        self.state.events_pending[event.name] = self.state.events_pending.get(event.name, 0) + 1
+        self._record(
+            "event",
+            event.name,
+            actor=event.actor,
+            data={k: v for k, v in event.data.items()},
+            request_id=event.request_id,
+        )
+        self._pause_or_resume(event.name)
+
+
+def _first_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text[:200] or type(err).__name__
