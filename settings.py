@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # --- Integrations (base URLs point at the sandbox emulators unless configured) ------------
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8787
+    # Where the emulators keep what they received across restarts; unset: <data_dir>/
+    # sandbox-state.json; ":memory:" (or empty) keeps it in memory only.
+    sandbox_state_file: str | None = None
     salesforce_base_url: str | None = None
     salesforce_api_version: str = "v62.0"
     salesforce_client_id: str = "sandbox-client"
@@ -95,7 +98,8 @@ class Settings(BaseSettings):
 
     @property
     def effective_salesforce_url(self) -> str:
-        return (self.salesforce_base_url or f"{self.sandbox_url}/salesforce").rstrip("/")
+        # The sandbox answers on Salesforce's own paths at its root, as an org's My Domain host does.
+        return (self.salesforce_base_url or self.sandbox_url).rstrip("/")
 
     @property
     def effective_pagerduty_url(self) -> str:
@@ -120,6 +124,15 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'critical-response.db'}"
+
+    @property
+    def effective_sandbox_state_file(self) -> Path | None:
+        """The sandbox's state file, or None to keep its state in memory only."""
+        if self.sandbox_state_file is None:
+            return self.data_dir / "sandbox-state.json"
+        if self.sandbox_state_file.strip() in ("", ":memory:"):
+            return None
+        return Path(self.sandbox_state_file).expanduser()
 
     @property
     def sandbox_url(self) -> str:

@@ -1,10 +1,12 @@
 """Salesforce REST client: OAuth 2.0 (client credentials or JWT bearer), the sObject and query
 calls the activities need, and the classification of every error into retryable or not.
 
-The access token is cached per worker process and refreshed at most once per call on 401
-INVALID_SESSION_ID (Salesforce issues no refresh token or expiry for these flows, so a 401 is the
-only signal). Every response's ``Sforce-Limit-Info`` is kept so activities can log and expose the
-org's API usage.
+The token comes from ``CR_SALESFORCE_BASE_URL`` (the My Domain host; ``CR_SALESFORCE_LOGIN_URL`` for
+JWT) and every REST call goes to the ``instance_url`` the token response names, as with a real org,
+whose instance host need not be the host that issued the token. The access token is cached per
+worker process and refreshed at most once per call on 401 INVALID_SESSION_ID (Salesforce issues no
+refresh token or expiry for these flows, so a 401 is the only signal). Every response's
+``Sforce-Limit-Info`` is kept so activities can log and expose the org's API usage.
 """
 
 from __future__ import annotations
@@ -165,8 +167,18 @@ class SalesforceClient:
             if response.status_code == 400:  # invalid_client / invalid_grant: configuration
                 raise permanent(f"Salesforce token: {err.message}", "SalesforceAuthError")
             raise err
-        body = response.json()
-        return Token(body["access_token"], body["instance_url"].rstrip("/"))
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        instance = str(body.get("instance_url") or "").rstrip("/")
+        if not body.get("access_token") or not instance.startswith(("https://", "http://")):
+            raise permanent(
+                "Salesforce token: the response has no access_token or instance_url",
+                "SalesforceAuthError",
+            )
+        return Token(str(body["access_token"]), instance)
 
     async def token(self, stale: Token | None = None) -> Token:
         """The cached token, fetching one if there is none or the cached one is ``stale``."""

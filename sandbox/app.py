@@ -28,6 +28,7 @@ async def get_state(request: Request) -> Response:
 
 async def reset(request: Request) -> Response:
     state_of(request).reset(request.app.state.settings.sandbox_salesforce_daily_limit)
+    state_of(request).commit()
     return JSONResponse({"ok": True})
 
 
@@ -40,6 +41,8 @@ async def faults(request: Request) -> Response:
     except ValidationError as exc:
         return JSONResponse({"error": "invalid_faults", "detail": exc.errors()}, 400)
     state_of(request).apply_faults(spec)
+    if spec.expire_tokens:
+        state_of(request).commit()
     return JSONResponse({"ok": True, "rules": len(state_of(request).rules)})
 
 
@@ -49,11 +52,16 @@ async def config(request: Request) -> Response:
     except ValidationError as exc:
         return JSONResponse({"error": "invalid_config", "detail": exc.errors()}, 400)
     state_of(request).apply_config(cfg)
+    state_of(request).commit()
     return JSONResponse({"ok": True})
 
 
 def create_app(settings: Settings | None = None, dropper: Dropper | None = None) -> Starlette:
-    """The emulator app; ``dropper`` aborts a client's connection (see ``SandboxServer``)."""
+    """The emulator app; ``dropper`` aborts a client's connection (see ``SandboxServer``).
+
+    Its state is loaded from and kept in ``settings.effective_sandbox_state_file`` (locked until
+    ``app.state.sandbox.close()``), or in memory only when that is None.
+    """
     settings = settings or get_settings()
     control = [
         Route("/_sandbox/state", get_state, methods=["GET"]),
@@ -63,7 +71,8 @@ def create_app(settings: Settings | None = None, dropper: Dropper | None = None)
     ]
     app = Starlette(routes=[*control, *salesforce.ROUTES, *vendors.ROUTES])
     app.state.settings = settings
-    app.state.sandbox = SandboxState()
-    app.state.sandbox.reset(settings.sandbox_salesforce_daily_limit)
+    app.state.sandbox = SandboxState.open(
+        settings.effective_sandbox_state_file, settings.sandbox_salesforce_daily_limit
+    )
     app.state.drop_connection = dropper
     return app

@@ -42,15 +42,25 @@ def emulated(route: str) -> Callable[[Handler], Handler]:
             if latency_ms:
                 await asyncio.sleep(latency_ms / 1000)
             if rule is None:
-                return await handler(request)
+                response = await handler(request)
+                _keep(request, state)
+                return response
             if rule.kind == "drop_after_commit":
                 await handler(request)
+                _keep(request, state)
                 return await drop_connection(request)
             return fault_response(vendor, rule)
 
         return run
 
     return wrap
+
+
+def _keep(request: Request, state: SandboxState) -> None:
+    """Save the state after a request that may have changed it (reads only count API usage,
+    which the next write or the server's stop saves)."""
+    if request.method != "GET":
+        state.commit()
 
 
 async def drop_connection(request: Request) -> Response:

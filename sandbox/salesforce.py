@@ -1,7 +1,9 @@
-"""Emulated Salesforce REST subset: OAuth token, versions, sObject create/update/upsert, SOQL query.
+"""Emulated Salesforce REST subset: OAuth token, versions, limits, sObject create/update/upsert,
+SOQL query.
 
-Mounted under ``/salesforce``; the token response's ``instance_url`` points back here, so the client
-follows it exactly as it follows a real org's. Status codes and bodies follow
+Served on Salesforce's own paths at the sandbox's root (``/services/oauth2/token``,
+``/services/data/vXX.X/...``), and the token response's ``instance_url`` is that root, so any
+Salesforce client works against it unchanged. Status codes and bodies follow
 shared/api-contracts.md section 1: errors are JSON arrays, upsert answers 201/200 (204 below v46),
 300 for an ambiguous external id, 401 INVALID_SESSION_ID once a token is expired, 403
 REQUEST_LIMIT_EXCEEDED when the daily allowance is spent, 410 for retired versions, and every data
@@ -72,7 +74,8 @@ def _limit_header(org: SalesforceOrg) -> dict[str, str]:
 
 
 def _instance_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/salesforce"
+    """The host root, as a real org answers (``https://acme.my.salesforce.com``)."""
+    return str(request.base_url).rstrip("/")
 
 
 async def token(request: Request) -> Response:
@@ -173,6 +176,12 @@ def data_route(route: str):  # type: ignore[no-untyped-def]
         return run
 
     return wrap
+
+
+@data_route("salesforce.limits")
+async def limits(request: Request, org: SalesforceOrg) -> Response:
+    daily = {"Max": org.daily_limit, "Remaining": max(org.daily_limit - org.api_usage, 0)}
+    return JSONResponse({"DailyApiRequests": daily})
 
 
 def _check_fields(sobject: str, body: Any) -> dict[str, Any]:
@@ -337,12 +346,13 @@ def _with_attributes(sobject: str, record: dict[str, Any], request: Request) -> 
     return {"attributes": attributes, **record}
 
 
-_DATA = "/salesforce/services/data/v{version:float}"
+_DATA = "/services/data/v{version:float}"
 ROUTES = [
-    Route(
-        "/salesforce/services/oauth2/token", emulated("salesforce.token")(token), methods=["POST"]
-    ),
-    Route("/salesforce/services/data/", versions, methods=["GET"]),
+    Route("/services/oauth2/token", emulated("salesforce.token")(token), methods=["POST"]),
+    Route("/services/data/", versions, methods=["GET"]),
+    Route("/services/data", versions, methods=["GET"]),
+    Route(_DATA + "/limits", limits, methods=["GET"]),
+    Route(_DATA + "/limits/", limits, methods=["GET"]),
     Route(_DATA + "/sobjects/{sobject}/", create, methods=["POST"]),
     Route(_DATA + "/sobjects/{sobject}", create, methods=["POST"]),
     Route(_DATA + "/sobjects/{sobject}/{rid}", update, methods=["PATCH"]),

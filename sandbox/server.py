@@ -2,7 +2,9 @@
 the foreground (``python -m sandbox``).
 
 The server also owns the "drop the connection" fault: only the server knows the client's
-transport, so it hands the app a function that aborts the TCP connection of a given peer.
+transport, so it hands the app a function that aborts the TCP connection of a given peer. It keeps
+the emulators' state in ``CR_SANDBOX_STATE_FILE`` (see ``sandbox.persist``) and releases that file
+when it stops; ``running_sandbox`` (tests) keeps it in memory unless given a file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -54,6 +57,16 @@ class SandboxServer(uvicorn.Server):
         self.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.close()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Here, not after run(): on SIGTERM uvicorn re-raises the signal once serve() returns.
+        await super().shutdown(sockets)
+        self.close()
+
+    def close(self) -> None:
+        """Save the emulators' state a last time and release the state file."""
+        self.app.state.sandbox.close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,15 +77,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextlib.contextmanager
 def running_sandbox(
-    settings: Settings | None = None, port: int | None = None
+    settings: Settings | None = None, port: int | None = None, state_file: Path | None = None
 ) -> Iterator[SandboxServer]:
-    """Run the sandbox on loopback (a free port unless given) for the duration of the block."""
-    settings = settings or get_settings()
+    """Run the sandbox on loopback (a free port unless given) for the duration of the block.
+
+    Its state lives in memory unless ``state_file`` is given, so tests never share (or pick up)
+    the state of ``make run`` or of one another by accident.
+    """
+    settings = (settings or get_settings()).model_copy(
+        update={"sandbox_state_file": str(state_file) if state_file else ":memory:"}
+    )
     server = SandboxServer(
         settings, settings.sandbox_host, port or free_port(settings.sandbox_host)
     )
-    server.start_in_thread()
     try:
+        server.start_in_thread()
         yield server
     finally:
         server.stop()

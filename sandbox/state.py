@@ -4,6 +4,11 @@ Tests, the demo and the end-to-end bench read this state over HTTP (``GET /_sand
 count Cases, comments, pages and messages, so it records everything the engine sent. Faults are
 rules matched against route names (``salesforce.create``, ``slack.*``...) and drawn from a seeded
 random generator, so a run with 30% injected errors is reproducible.
+
+What the vendors hold (records, id counters, tokens, API usage, alerts, messages) survives a restart
+through ``sandbox.persist.StateFile``; the fault rules, their random generator, the request and
+fault counters and the org's test knobs (daily limit, minimum version, page size) are test-time
+settings and start afresh.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import fnmatch
 import random
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from sandbox.persist import StateFile
 
 FaultKind = Literal["error", "throttle", "drop_after_commit", "latency"]
 
@@ -50,6 +58,32 @@ class SandboxConfig(BaseModel):
     jwt_public_key: str | None = None
     min_api_version: float | None = None
     query_page_size: int | None = None
+
+
+class PersistedOrg(BaseModel):
+    """The part of the Salesforce org a restart keeps (a real org forgets none of it)."""
+
+    records: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    next_id: int = 1
+    api_usage: int = 0
+    tokens: dict[str, bool] = Field(default_factory=dict)
+    tokens_issued: int = 0
+    jwt_public_key: str | None = None
+
+
+class PersistedState(BaseModel):
+    """The state file's contents (``format`` changes when the shape does)."""
+
+    format: Literal[1] = 1
+    salesforce: PersistedOrg = Field(default_factory=PersistedOrg)
+    pagerduty_alerts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pagerduty_events: list[dict[str, Any]] = Field(default_factory=list)
+    slack_messages: list[dict[str, Any]] = Field(default_factory=list)
+    sms: list[dict[str, Any]] = Field(default_factory=list)
+    emails: list[dict[str, Any]] = Field(default_factory=list)
+
+
+KEPT = ("pagerduty_alerts", "pagerduty_events", "slack_messages", "sms", "emails")
 
 
 @dataclass
@@ -88,6 +122,59 @@ class SandboxState:
     rules: list[FaultRule] = field(default_factory=list)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     lock: threading.RLock = field(default_factory=threading.RLock)
+    store: StateFile | None = None  # None: in memory only
+
+    @classmethod
+    def open(cls, path: Path | None, daily_limit: int) -> SandboxState:
+        """A fresh state, or the one kept in ``path`` (locked for this sandbox until ``close``)."""
+        state = cls()
+        state.reset(daily_limit)
+        if path is None:
+            return state
+        store = StateFile(path)
+        raw = store.open()
+        if raw is not None:
+            try:
+                state.restore(PersistedState.model_validate(raw))
+            except ValidationError as exc:
+                store.close()
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(map(str, err["loc"])) or "top level"
+                raise store.unusable(
+                    f"is not a sandbox state file ({where}: {err['msg']})"
+                ) from None
+        state.store = store
+        return state
+
+    def persisted(self) -> dict[str, Any]:
+        """What a restart keeps, in the shape of ``PersistedState`` (not validated: it is ours)."""
+        with self.lock:
+            org = self.salesforce
+            kept = {name: getattr(org, name) for name in PersistedOrg.model_fields}
+            return {"format": 1, "salesforce": kept, **{name: getattr(self, name) for name in KEPT}}
+
+    def restore(self, saved: PersistedState) -> None:
+        with self.lock:
+            org, kept = self.salesforce, saved.salesforce
+            org.records, org.next_id, org.api_usage = kept.records, kept.next_id, kept.api_usage
+            org.tokens, org.tokens_issued = kept.tokens, kept.tokens_issued
+            org.jwt_public_key = kept.jwt_public_key
+            for name in KEPT:
+                setattr(self, name, getattr(saved, name))
+
+    def commit(self, *, sync: bool = False) -> None:
+        """Write the kept state to the state file (no-op in memory); called after each change."""
+        with self.lock:
+            if self.store is not None:
+                self.store.save(self.persisted(), sync=sync)
+
+    def close(self) -> None:
+        """Save once more (API usage counted by reads) and release the state file."""
+        with self.lock:
+            if self.store is not None:
+                self.commit(sync=True)
+                self.store.close()
+                self.store = None
 
     def count(self, route: str) -> None:
         with self.lock:

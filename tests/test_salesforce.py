@@ -6,13 +6,20 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from temporalio.exceptions import ApplicationError
 
 from activities import salesforce
 from activities.salesforce_api import SalesforceClient, parse_errors
+from sandbox.server import free_port
 from tests.integration_support import (
+    ThreadedServer,
     configure,
     inject,
     integration_env,
@@ -257,6 +264,42 @@ async def test_client_credentials_refuse_login_host(integration_env, monkeypatch
     refresh_settings(monkeypatch, salesforce_base_url="https://login.salesforce.com")
     err = await failure(upsert())
     assert err.non_retryable and err.type == "SalesforceConfigError"
+
+
+async def test_rest_calls_follow_instance_url_not_the_login_host(
+    integration_env, sandbox_server, monkeypatch
+):
+    """My Domain login host and instance host differ in production: the token comes from
+    CR_SALESFORCE_BASE_URL, every REST call goes to the token response's ``instance_url``. The
+    login host here answers only the token endpoint (relaying it to the sandbox)."""
+    seen: list[str] = []
+
+    async def relay_token(request: Request) -> Response:
+        seen.append(request.url.path)
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(sandbox_server.url + "/services/oauth2/token",
+                                     content=await request.body(),
+                                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+        return JSONResponse(answer.json(), answer.status_code)
+
+    async def elsewhere(request: Request) -> Response:
+        seen.append(request.url.path)
+        return JSONResponse([{"errorCode": "NOT_FOUND", "message": "login host"}], 404)
+
+    login = Starlette(routes=[
+        Route("/services/oauth2/token", relay_token, methods=["POST"]),
+        Route("/{rest:path}", elsewhere, methods=["GET", "POST", "PATCH"]),
+    ])  # fmt: skip
+    config = uvicorn.Config(login, host="127.0.0.1", port=free_port(), log_level="warning",
+                            lifespan="off")  # fmt: skip
+    with ThreadedServer(uvicorn.Server(config)) as login_host:
+        refresh_settings(monkeypatch, salesforce_base_url=login_host.url)
+        first = await upsert()
+        await comment("via the instance", "inc-1:instance")
+    assert first.data["created"] == "true"
+    assert seen == ["/services/oauth2/token"]  # nothing but the token went to the login host
+    assert [c["Incident_Id__c"] for c in records(sandbox_server, "Case")] == ["inc-1"]
+    assert len(records(sandbox_server, "CaseComment")) == 1
 
 
 def test_parse_errors_both_shapes():

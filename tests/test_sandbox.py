@@ -21,7 +21,7 @@ __all__ = ["integration_env", "sandbox_server"]  # fixtures used by name
 def sf(integration_env, sandbox_server):  # type: ignore[no-untyped-def]
     """An authenticated client on the emulated org's data API (v62.0)."""
     token = httpx.post(
-        sandbox_server.url + "/salesforce/services/oauth2/token",
+        sandbox_server.url + "/services/oauth2/token",
         data={"grant_type": "client_credentials", "client_id": "sandbox-client",
               "client_secret": "sandbox-secret"},
     ).json()  # fmt: skip
@@ -34,10 +34,11 @@ V62 = "/services/data/v62.0"
 
 
 def test_token_response_shape_and_errors(sandbox_server, integration_env):
-    url = sandbox_server.url + "/salesforce/services/oauth2/token"
+    url = sandbox_server.url + "/services/oauth2/token"
     body = httpx.post(url, data={"grant_type": "client_credentials", "client_id": "sandbox-client",
                                  "client_secret": "sandbox-secret"}).json()  # fmt: skip
     assert {"access_token", "instance_url", "id", "token_type", "issued_at"} <= body.keys()
+    assert body["instance_url"] == sandbox_server.url  # the host root, as a real org answers
     bad = httpx.post(url, data={"grant_type": "password"})
     assert bad.status_code == 400 and bad.json()["error"] == "unsupported_grant_type"
     jwt_grant = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "x.y"}
@@ -55,6 +56,20 @@ def test_versions_and_limit_header(sf):
     created = sf.post(f"{V62}/sobjects/Case/", json={"Subject": "s"})
     assert created.status_code == 201 and created.json()["success"] is True
     assert created.headers["sforce-limit-info"] == "api-usage=1/15000"
+
+
+def test_salesforce_answers_on_the_real_paths_only(sf, sandbox_server):
+    """Token at /services/oauth2/token, REST under {instance_url}/services/data/vXX.X: nothing
+    under an emulator-only prefix, so a real client needs no special configuration."""
+    assert str(sf.base_url).rstrip("/") == sandbox_server.url
+    assert sf.get("/services/data").status_code == 200
+    limits = sf.get(f"{V62}/limits")
+    assert limits.status_code == 200 and "sforce-limit-info" in limits.headers
+    assert limits.json()["DailyApiRequests"]["Max"] == 15000
+    legacy = httpx.post(sandbox_server.url + "/salesforce/services/oauth2/token",
+                        data={"grant_type": "client_credentials"})  # fmt: skip
+    assert legacy.status_code == 404
+    assert sf.get(f"/salesforce{V62}/query", params={"q": "SELECT Id FROM Case"}).status_code == 404
 
 
 def test_retired_version_and_bad_session(sf):
@@ -199,21 +214,46 @@ def test_reset_and_invalid_faults(integration_env, sandbox_server):
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_faults"
 
 
-def test_python_dash_m_sandbox():
-    port = free_port()
-    env = {**os.environ, "CR_SANDBOX_PORT": str(port), "CR_SANDBOX_HOST": "127.0.0.1"}
+def _serve_sandbox_process(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "sandbox"], cwd=PROJECT_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_sandbox/state", timeout=1)
+            return proc
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+
+
+def test_python_dash_m_sandbox_keeps_its_state_across_restarts(tmp_path):
+    """As `make run` is restarted: the Case written before is still there after (SIGTERM)."""
+    port = free_port()
+    env = {**os.environ, "CR_SANDBOX_PORT": str(port), "CR_SANDBOX_HOST": "127.0.0.1",
+           "CR_SANDBOX_STATE_FILE": str(tmp_path / "sandbox-state.json")}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve_sandbox_process(env, port)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/_sandbox/state", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.05)
-        assert response.status_code == 200 and response.json()["salesforce"]["api_usage"] == 0
+        assert httpx.get(url + "/_sandbox/state").json()["salesforce"]["api_usage"] == 0
+        token = httpx.post(url + "/services/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret"}).json()  # fmt: skip
+        assert token["instance_url"] == url
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        created = httpx.patch(f"{url}{V62}/sobjects/Case/Incident_Id__c/inc-r",
+                              json={"Subject": "kept"}, headers=headers)  # fmt: skip
+        assert created.status_code == 201
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    proc = _serve_sandbox_process(env, port)
+    try:
+        cases = httpx.get(url + "/_sandbox/state").json()["salesforce"]["records"]["Case"]
+        assert [c["Subject"] for c in cases.values()] == ["kept"]
+        again = httpx.patch(f"{url}{V62}/sobjects/Case/Incident_Id__c/inc-r",
+                            json={"Status": "Closed"}, headers=headers)  # fmt: skip
+        assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
