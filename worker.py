@@ -23,8 +23,9 @@ from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.daily_report import DailyReportWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
-WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow]
+WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow, ReconcileWorkflow]
 
 STICKY_TIMEOUT = timedelta(seconds=2)
 

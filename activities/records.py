@@ -15,11 +15,17 @@ from activities.heartbeat import heartbeats
 from playbooks.schema import parse_duration
 from records.archive import archive_chain
 from records.chain import write_batch
+from records.reconcile import reconcile_open
 from reports.report import build_report, summary_text
 from workflows.archive import ArchiveRequest, ArchiveResult
 from workflows.daily_report import DailyReportRequest
 from workflows.models import RecordBatch
-from workflows.names import ARCHIVE_ACTIVITY, RECORDS_ACTIVITY, REPORT_SUMMARY_ACTIVITY
+from workflows.names import (
+    ARCHIVE_ACTIVITY,
+    RECONCILE_ACTIVITY,
+    RECORDS_ACTIVITY,
+    REPORT_SUMMARY_ACTIVITY,
+)
 
 
 @activity.defn(name=RECORDS_ACTIVITY)
@@ -48,4 +54,12 @@ async def report_summary(request: DailyReportRequest) -> str:
     return await asyncio.to_thread(compute)
 
 
-ACTIVITIES = [append, archive_history, report_summary]
+@activity.defn(name=RECONCILE_ACTIVITY)
+async def reconcile() -> list[str]:
+    """Mark every incident whose workflow ended out of band; one ``id: status`` line for each
+    (ids and outcomes only: who and why stay in the audit log)."""
+    done = await reconcile_open(activity.client(), heartbeat=activity.heartbeat)
+    return [f"{r.incident_id}: {r.status}" for r in done]
+
+
+ACTIVITIES = [append, archive_history, report_summary, reconcile]

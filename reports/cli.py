@@ -1,18 +1,20 @@
-"""The team lead's commands: ``incident report`` and ``incident schedule daily-report``."""
+"""The team lead's commands: ``incident report``, ``incident schedule daily-report`` and
+``incident schedule reconcile``."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 
 import typer
+from temporalio.client import Client
 
-from connection import connect, exit_process
 from reports.chart import write_chart
 from reports.report import build_report, load, parse_since, to_csv, to_json, to_table
-from reports.schedule import create_daily_schedule
-from settings import get_settings
+from reports.schedule import create_daily_schedule, create_reconcile_schedule, reconcile_interval
+from settings import Settings, get_settings
+from terminal import CliError, run_with_client
 
 reports_app = typer.Typer()
 
@@ -42,6 +44,12 @@ def report_command(
 schedule_app = typer.Typer(help="Temporal Schedules of critical-response.", no_args_is_help=True)
 
 
+def _install(make: Callable[[Client, Settings], Awaitable[str]]) -> None:
+    """Create or update one Schedule through the shared client path; print what was done."""
+    settings = get_settings()
+    typer.echo(run_with_client(lambda client: make(client, settings)))
+
+
 @schedule_app.command("daily-report")
 def daily_report_command(
     at: str = typer.Option("09:00", help="Local time of day, HH:MM"),
@@ -50,11 +58,8 @@ def daily_report_command(
     window: str = typer.Option("24h", help="Look-back of each report"),
 ) -> None:
     """Create (or update) the Schedule that posts the report summary every day."""
-    settings = get_settings()
-
-    async def go() -> str:
-        client = await connect(settings)
-        return await create_daily_schedule(
+    _install(
+        lambda client, settings: create_daily_schedule(
             client,
             at=at,
             timezone=timezone or settings.business_timezone,
@@ -62,6 +67,20 @@ def daily_report_command(
             window=window,
             task_queue=settings.task_queue,
         )
+    )
 
-    typer.echo(asyncio.run(go()))
-    exit_process(0)
+
+@schedule_app.command("reconcile")
+def reconcile_command(
+    every: str = typer.Option("15m", help="How often the sweep runs (at least 1m)"),
+) -> None:
+    """Create (or update) the Schedule that marks incidents terminated or deleted out of band."""
+    try:
+        interval = reconcile_interval(every)
+    except ValueError as err:
+        raise CliError(f"--every: {err}") from None
+    _install(
+        lambda client, settings: create_reconcile_schedule(
+            client, task_queue=settings.task_queue, every=interval
+        )
+    )
