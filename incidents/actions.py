@@ -16,6 +16,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from incidents.service import InvalidRequest
+from records.timeline import entries_before
 from workflows.incident import IncidentWorkflow
 from workflows.models import (
     ApprovalRequest,
@@ -128,5 +129,12 @@ async def status(client: Client, incident_id: str) -> IncidentStatus:
 
 
 async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:
-    result: list[TimelineEntry] = await handle(client, incident_id).query(IncidentWorkflow.timeline)
-    return result
+    """The whole timeline: the current run's entries, and the earlier ones from the records
+    (a long incident's run carries only its latest entries across continue-as-new)."""
+    current: list[TimelineEntry] = await handle(client, incident_id).query(
+        IncidentWorkflow.timeline
+    )
+    if current and current[0].seq > 1:
+        earlier = await asyncio.to_thread(entries_before, incident_id, current[0].seq)
+        return [*earlier, *current]
+    return current

@@ -9,6 +9,7 @@ running incident through the same Updates, signals and queries.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -23,6 +24,7 @@ from playbooks.loader import load_playbook
 from playbooks.schema import SEVERITIES
 from settings import Settings, get_settings
 from workflows.incident import IncidentWorkflow
+from workflows.limits import INCIDENT_ID_PATTERN, SUMMARY_MAX, field_problems, too_long
 from workflows.models import (
     BusinessCalendar,
     IncidentInput,
@@ -88,6 +90,20 @@ def calendar_from(settings: Settings) -> BusinessCalendar:
     )
 
 
+def request_problems(*, incident_id: str, summary: str, fields: dict[str, str]) -> list[str]:
+    """What is wrong with an open request's sizes and names, before any playbook is read."""
+    problems = []
+    if not re.fullmatch(INCIDENT_ID_PATTERN, incident_id):
+        problems.append(
+            f"--id {incident_id[:40]!r}: 1-100 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    if problem := too_long("--summary", summary, SUMMARY_MAX):
+        problems.append(problem)
+    problems += field_problems(fields)
+    return problems
+
+
 def build_input(
     *,
     playbook: str,
@@ -100,6 +116,9 @@ def build_input(
     playbooks_dir: Path | None = None,
 ) -> IncidentInput:
     """Validate the request against the playbook and snapshot it (raises OpenError, PlaybookError)."""
+    problems = request_problems(incident_id=incident_id, summary=summary, fields=fields)
+    if problems:
+        raise OpenError("; ".join(problems))
     loaded = load_playbook(playbook, playbooks_dir or settings.playbooks_dir)
     pb = loaded.playbook
     severity = (severity or pb.default_severity).lower()

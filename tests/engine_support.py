@@ -325,3 +325,18 @@ async def engine_harness(env: WorkflowEnvironment) -> AsyncIterator[EngineHarnes
                 await harness.finish(handle.id)
                 for child in await harness.children(handle):
                     await harness.finish(child)
+
+
+async def full_timeline(harness: Any, handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    """The whole timeline of a long incident: what the records mirror received (stand-in
+    ``records.append`` calls) plus what the current run carries and has not flushed yet."""
+    from workflows.models import TimelineEntry
+
+    by_seq = {
+        e["seq"]: TimelineEntry.model_validate(e)
+        for batch in harness.stand_ins.named("records.append")
+        for e in batch["entries"]
+    }
+    for entry in await handle.query(IncidentWorkflow.timeline):
+        by_seq[entry.seq] = entry
+    return [by_seq[seq] for seq in sorted(by_seq)]

@@ -31,6 +31,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+CARRIED_TIMELINE = 20  # timeline entries a new run carries for context; the rest is in the records
+
+
 class IncidentBookkeeping:
     """The workflow's attributes (set in ``IncidentWorkflow.__init__``) and their bookkeeping."""
 
@@ -63,7 +66,7 @@ class IncidentBookkeeping:
     ) -> TimelineEntry:
         sla_clock = self.state.clocks.get(clock or step or "")
         entry = TimelineEntry(
-            seq=len(self.state.timeline) + 1,
+            seq=self.state.timeline_offset + len(self.state.timeline) + 1,
             at=workflow.now(),
             actor=actor,
             role=role,
@@ -77,6 +80,14 @@ class IncidentBookkeeping:
         )
         self.state.timeline.append(entry)
         return entry
+
+    def _trim_timeline(self) -> None:
+        """Before continue-as-new: carry the latest entries, and every entry not yet in the
+        records (a message may land after the last flush), so the next run flushes those."""
+        unflushed_from = self.state.records_flushed - self.state.timeline_offset
+        start = max(0, min(len(self.state.timeline) - CARRIED_TIMELINE, unflushed_from))
+        self.state.timeline_offset += start
+        self.state.timeline = self.state.timeline[start:]
 
     def _finish(self, step: StepModel, status: str, detail: str) -> None:
         st = self.state.steps[step.id]

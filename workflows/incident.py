@@ -146,6 +146,8 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         if workflow.patched("archive-each-run"):
             await self._archive()
         self.state.runs += 1
+        if workflow.patched("carry-small-state"):
+            self._trim_timeline()  # the full timeline lives in the records and in history
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.state}))
 
     @staticmethod

@@ -8,6 +8,7 @@ payload over a limit fails validation with the field's name and the limit, and b
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
@@ -21,6 +22,7 @@ NAME_MAX = 100  # an actor, an assignee
 ROLE_MAX = 32
 ID_MAX = 100  # an incident id, a step id, a request id
 KEY_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
+INCIDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 Summary = Annotated[str, StringConstraints(max_length=SUMMARY_MAX)]
 Text = Annotated[str, StringConstraints(max_length=TEXT_MAX)]
@@ -42,8 +44,6 @@ def too_long(name: str, value: str, limit: int) -> str | None:
 
 def field_problems(fields: dict[str, str], *, limit: int = FIELDS_MAX) -> list[str]:
     """Every problem with a set of incident fields (names, sizes), one line each."""
-    import re
-
     problems = [f"at most {limit} fields, got {len(fields)}"] if len(fields) > limit else []
     for key, value in fields.items():
         if not re.fullmatch(KEY_PATTERN, key):

@@ -138,6 +138,9 @@ class IncidentState(BaseModel):
     events_pending: dict[str, int] = Field(default_factory=dict)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     records_flushed: int = 0  # timeline entries already mirrored to the records database
+    # Entries of earlier runs not carried over (they live in the records and in history), so
+    # continue-as-new carries a small state however long the incident: seq = offset + position.
+    timeline_offset: int = 0
     sla_breached: bool = False
     walk: Literal["running", "complete", "halted"] = (
         "running"  # the playbook walk, not the incident

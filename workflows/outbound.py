@@ -102,13 +102,16 @@ class IncidentOutbound(IncidentBookkeeping):
         if delay > timedelta(0):
             await workflow.sleep(delay)
 
+    def _unflushed(self) -> int:
+        return self.state.timeline_offset + len(self.state.timeline) - self.state.records_flushed
+
     async def _flush_records_forever(self) -> None:
         """Mirror entries in batches: once the incident waits (no activity in flight), or every
         ``RECORDS_BATCH`` entries, so a run of automated steps costs one records call, not one
         per step, while anything a person waits on is in the records at once."""
 
         def due() -> bool:
-            pending = len(self.state.timeline) - self.state.records_flushed
+            pending = self._unflushed()
             return pending > 0 and (self._in_flight == 0 or pending >= RECORDS_BATCH)
 
         while True:
@@ -119,7 +122,7 @@ class IncidentOutbound(IncidentBookkeeping):
 
     async def _flush_records(self) -> None:
         """Mirror new timeline entries (and a state snapshot) to the records database."""
-        pending = self.state.timeline[self.state.records_flushed :]
+        pending = self.state.timeline[self.state.records_flushed - self.state.timeline_offset :]
         if not pending:
             return
         info = workflow.info()
