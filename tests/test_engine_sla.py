@@ -293,6 +293,15 @@ async def test_incident_acknowledge_sla_breaches_when_nobody_acks(ts_env, hts):
     outcome = await hts.close(handle, "ivan", reason="done")
     assert outcome.sla_breached is True
     assert outcome.time_to_acknowledge >= timedelta(minutes=30)
+    # Closing resolves the alert it raised: same policy, so the same PagerDuty dedup key.
+    pages = hts.stand_ins.named("notify.pagerduty")
+    assert [(p["args"]["action"], p["args"]["escalation_policy"]) for p in pages] == [
+        ("trigger", "ic-primary"),
+        ("resolve", "ic-primary"),
+    ]
+    tl = await handle.query(IncidentWorkflow.timeline)
+    assert one(tl, "pages_resolved").detail == "PagerDuty alerts resolved: ic-primary"
+    assert kinds(tl).index("pages_resolved") > kinds(tl).index("closed")
 
 
 async def test_incident_acknowledge_sla_met_when_acked_in_time(ts_env, hts):

@@ -98,6 +98,8 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             await flusher
         else:
             await self._stop_tasks([walker, *background])
+        if workflow.patched("resolve-pages-at-close"):
+            await self._resolve_pages()
         # Both are round trips to the server; neither needs the other.
         await asyncio.gather(self._flush_records(), self._archive())
         return self._outcome()

@@ -141,6 +141,7 @@ class IncidentState(BaseModel):
     # Entries of earlier runs not carried over (they live in the records and in history), so
     # continue-as-new carries a small state however long the incident: seq = offset + position.
     timeline_offset: int = 0
+    paged_policies: list[str] = Field(default_factory=list)  # resolved at close
     sla_breached: bool = False
     walk: Literal["running", "complete", "halted"] = (
         "running"  # the playbook walk, not the incident

@@ -87,7 +87,24 @@ class IncidentOutbound(IncidentBookkeeping):
             "action": "trigger",
             "severity": "critical",
         }
+        if policy not in self.state.paged_policies:
+            self.state.paged_policies.append(policy)
         await self._best_effort("notify.pagerduty", args, key)
+
+    async def _resolve_pages(self) -> None:
+        """At close: resolve every alert this incident raised (same dedup key, so PagerDuty closes
+        the very alert), and say so in the incident's channel."""
+        if not self.state.paged_policies:
+            return
+        for policy in self.state.paged_policies:
+            args = {"summary": f"{self._label()} closed", "escalation_policy": policy,
+                    "action": "resolve", "severity": "info"}  # fmt: skip
+            await self._best_effort("notify.pagerduty", args, f"resolve:{policy}")
+        policies = ", ".join(self.state.paged_policies)
+        self._record("pages_resolved", f"PagerDuty alerts resolved: {policies}")
+        await self._notify(
+            f"{self._label()}: closed; pages resolved ({policies})", "pages-resolved"
+        )
 
     async def _best_effort(self, operation: str, args: dict[str, Any], key: str) -> None:
         """A notification that finally fails is recorded, never allowed to stop the incident."""
