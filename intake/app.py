@@ -5,21 +5,21 @@ A request is verified by the Standard Webhooks scheme (``webhook-id``, ``webhook
 ``standardwebhooks`` package, mapped to a playbook and severity by routing rules (first match wins;
 a YAML/JSON file named by ``CR_INTAKE_RULES_FILE``, else ``DEFAULT_RULES``), and opened through
 ``incidents.service.open_incident`` with an incident id derived from the source record, so the same
-case delivered twice opens one incident. Anything unsigned or malformed gets a 4xx JSON error and
-opens nothing. Run it with ``python -m intake.app`` (``CR_INTAKE_HOST``/``CR_INTAKE_PORT``).
+case delivered twice opens one incident, and a case whose incident already closed opens nothing
+(200, ``status: closed``). Anything unsigned or malformed gets a 4xx JSON error that names the field
+and the expected body (``routing.EXPECTED_SHAPE``), and opens nothing. Run it with
+``python -m intake.app`` (``CR_INTAKE_HOST``/``CR_INTAKE_PORT``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 import uvicorn
-from pydantic import ValidationError
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,21 +27,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connection import connect
-from incidents.service import open_incident
+from incidents.service import IncidentClosed, open_incident
 from intake.routing import (
+    EXAMPLES,
+    EXPECTED_SHAPE,
     IntakeEvent,
+    IntakeRefused,
     RoutingRule,
     incident_fields,
     incident_id_for,
     load_rules,
+    parse_event,
     route,
     severity_for,
+    summary_for,
 )
 from settings import Settings, get_settings
 
 Opener = Callable[..., Awaitable[Any]]
 MAX_BODY_BYTES = 1_000_000
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Only when no real vendor is configured (laptop + sandbox); production must set the secret.
 DEV_SECRET = "whsec_" + base64.b64encode(b"critical-response-sandbox-intake").decode()
 log = structlog.get_logger("intake")
@@ -49,6 +53,13 @@ log = structlog.get_logger("intake")
 
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status)
+
+
+def _refused(status: int, error: str, field: str, detail: str) -> JSONResponse:
+    """A body intake cannot use: which field, why (one line), and the body it expects."""
+    body = {"error": error, "field": field, "detail": detail, "expected": EXPECTED_SHAPE,
+            "examples": EXAMPLES}  # fmt: skip
+    return JSONResponse(body, status)
 
 
 def _verify(secret: str, body: bytes, request: Request) -> tuple[str, str] | None:
@@ -77,31 +88,53 @@ async def receive(request: Request) -> Response:
         return _error(401, *problem)
     try:
         raw = json.loads(body)
-        event = IntakeEvent.model_validate(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        return _refused(400, "malformed_body", "body", f"body: not JSON ({reason})")
+    try:
+        event = parse_event(raw)
         incident_id = incident_id_for(event)
-    except json.JSONDecodeError as exc:
-        return _error(400, "malformed_body", f"not JSON: {exc.msg}")
-    except (ValidationError, ValueError) as exc:
-        detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else str(exc)
-        return _error(422, "invalid_payload", detail)
-    if not ID_RE.match(incident_id):
-        return _error(422, "invalid_payload", "record id has unsupported characters")
+        fields = incident_fields(event)
+    except IntakeRefused as exc:
+        return _refused(422, "invalid_payload", exc.field, str(exc))
     rule = route(raw, app.rules)
     if rule is None:
-        return _error(422, "no_route", f"no routing rule matches event type {event.type!r}")
-    return await _open(request, event, rule, incident_id)
+        return _no_route(event, app.rules)
+    return await _open(request, event, rule, incident_id, fields)
+
+
+def _no_route(event: IntakeEvent, rules: list[RoutingRule]) -> JSONResponse:
+    given = ", ".join(
+        f"{path} {str(value)[:60]!r}"
+        for path, value in (("type", event.type), ("data.category", event.data.get("category")),
+                            ("data.kind", event.data.get("kind")))
+        if value is not None
+    )  # fmt: skip
+    alert = "kind" in event.data or event.type.startswith("safety.alert")
+    body = {
+        "error": "no_route", "field": "data.kind" if alert else "data.category",
+        "detail": f"no routing rule matches {given}: data.category (cases) or data.kind "
+                  "(alerts) must name what to open",
+        "expected": [{"match": r.match, "playbook": r.playbook} for r in rules],
+    }  # fmt: skip
+    return JSONResponse(body, 422)
 
 
 async def _open(
-    request: Request, event: IntakeEvent, rule: RoutingRule, incident_id: str
+    request: Request,
+    event: IntakeEvent,
+    rule: RoutingRule,
+    incident_id: str,
+    fields: dict[str, str],
 ) -> Response:
-    summary = str(event.data.get("subject") or event.data.get("summary") or event.type)
     severity = severity_for(event, rule)
     try:
         result = await request.app.state.opener(
-            playbook=rule.playbook, severity=severity, summary=summary[:500],
-            fields=incident_fields(event), incident_id=incident_id, opened_by=f"intake:{event.type}",
+            playbook=rule.playbook, severity=severity, summary=summary_for(event),
+            fields=fields, incident_id=incident_id, opened_by=f"intake:{event.type}",
         )  # fmt: skip
+    except IncidentClosed as closed:
+        return _closed(request, closed)
     except (ValueError, LookupError) as exc:
         return _error(422, "cannot_open", str(exc))
     except Exception as exc:  # Temporal unreachable etc.: let the sender retry later
@@ -115,6 +148,17 @@ async def _open(
         "severity": severity,
     }  # fmt: skip
     return JSONResponse(body, 201 if result.created else 200)
+
+
+def _closed(request: Request, closed: IncidentClosed) -> Response:
+    """A redelivered case whose incident already closed: nothing to open, and that is no error
+    (a 4xx would make the sender retry or alert); ids only in the log."""
+    log.info("intake.redelivered_closed", incident_id=closed.incident_id,
+             webhook_id=request.headers.get("webhook-id", "")[:100])  # fmt: skip
+    closed_at = closed.closed_at.isoformat() if closed.closed_at else None
+    body = {"created": False, "status": "closed", "closed_at": closed_at,
+            "incident_id": closed.incident_id}  # fmt: skip
+    return JSONResponse(body, 200)
 
 
 async def healthz(request: Request) -> Response:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from incidents.service import IncidentClosed
 from intake import app as intake
 from sandbox.server import free_port
 from settings import get_settings
@@ -167,8 +168,43 @@ def test_unsigned_and_tampered_requests_are_rejected(endpoint, opener):
 def test_malformed_bodies_are_rejected(endpoint, opener, payload, status, error):
     response = post(endpoint, payload)
     assert response.status_code == status and response.json()["error"] == error
-    assert response.json()["detail"]
+    assert response.json()["detail"] and "\n" not in response.json()["detail"]
+    assert response.json()["field"] and response.json()["expected"]
     assert opener.calls == []
+
+
+class RecordingLog:
+    """Stands in for the intake's structlog logger: (level, event, keys) per call."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **kw: self.lines.append((level, event, kw))
+
+
+@pytest.mark.parametrize(
+    "closed_at", [datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC), None], ids=["when", "unknown"]
+)
+def test_redelivery_of_a_closed_incident_answers_200_and_opens_nothing(
+    endpoint, opener, monkeypatch, closed_at
+):
+    """An incident id is unique forever: the service refuses to open a closed one, and intake
+    tells the sender so with a 200 (not an error it would retry), and logs ids only."""
+    recorded = RecordingLog()
+    monkeypatch.setattr(intake, "log", recorded)
+    opener.fail = IncidentClosed("alert-al-42", closed_at)
+    response = post(endpoint, ALERT, msg_id="msg_redelivered")
+    assert response.status_code == 200
+    assert response.json() == {
+        "created": False, "status": "closed", "incident_id": "alert-al-42",
+        "closed_at": closed_at.isoformat() if closed_at else None,
+    }  # fmt: skip
+    assert opener.calls == [] and opener.incidents == {}
+    assert recorded.lines == [
+        ("info", "intake.redelivered_closed",
+         {"incident_id": "alert-al-42", "webhook_id": "msg_redelivered"}),
+    ]  # fmt: skip
 
 
 def test_open_failures_map_to_4xx_and_503(endpoint, opener):
