@@ -12,12 +12,18 @@ from typing import Annotated, Any
 import typer
 
 from incidents import actions, listing, render
-from incidents.service import new_incident_id, open_incident
+from incidents.service import new_incident_id, open_incident, reopen_incident
 from playbooks.loader import scan_playbooks
 from playbooks.schema import SEVERITIES
 from settings import get_settings
 from terminal import ActorOpt, CliError, JsonOpt, default_actor, emit, out, pairs, run_with_client
-from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent, TimelineEntry
+from workflows.models import (
+    ApprovalRequest,
+    CommanderRequest,
+    ExternalEvent,
+    Reopen,
+    TimelineEntry,
+)
 
 incidents_app = typer.Typer()
 
@@ -117,6 +123,26 @@ def close(
 ) -> None:
     """Close the incident; steps still running are cancelled and recorded."""
     _commander(incident_id, "close", actor, as_json, reason=resolution)
+
+
+@incidents_app.command("reopen")
+def reopen(
+    incident_id: str,
+    reason: Annotated[str, typer.Option(help="Why it is reopened.")],
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a closed incident: same id, same timeline, a new run; who and why are recorded."""
+    request = Reopen(actor=actor or default_actor(), reason=reason)
+    queue = get_settings().task_queue
+    result = run_with_client(
+        lambda c: reopen_incident(c, incident_id, reopen=request, task_queue=queue)
+    )
+    emit(
+        as_json,
+        result.__dict__,
+        lambda: out.print(f"reopened: {result.incident_id} workflow {result.workflow_id}"),
+    )
 
 
 @incidents_app.command("event")

@@ -9,6 +9,7 @@ running incident through the same Updates, signals and queries.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from dataclasses import dataclass
@@ -16,18 +17,29 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from playbooks.loader import load_playbook
 from playbooks.schema import SEVERITIES
+from records.reconcile import SETTLED
+from records.tables import IncidentRecord, records_engine
 from settings import Settings, get_settings
 from workflows.incident import IncidentWorkflow
 from workflows.limits import INCIDENT_ID_PATTERN, SUMMARY_MAX, field_problems, too_long
 from workflows.models import (
     BusinessCalendar,
     IncidentInput,
+    Reopen,
 )
 from workflows.names import (
     SA_BREACHED,
@@ -148,35 +160,107 @@ def build_input(
     )
 
 
-async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:
-    """Start the workflow; if it already exists, report it rather than fail."""
-    workflow_id = workflow_id_for(inp.incident_id)
-    attributes = TypedSearchAttributes(
+def _search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
+    state = inp.state
+    return TypedSearchAttributes(
         [
-            SearchAttributePair(SA_SEVERITY, inp.severity),
+            SearchAttributePair(SA_SEVERITY, state.severity if state else inp.severity),
             SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
-            SearchAttributePair(SA_STATUS, "open"),
-            SearchAttributePair(SA_BREACHED, False),
+            SearchAttributePair(SA_STATUS, status),
+            SearchAttributePair(SA_BREACHED, state.sla_breached if state else False),
         ]
     )
+
+
+async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:
+    """Start the workflow; if it is already open, report it; if it closed, refuse: an incident
+    id is unique forever (``reopen_incident`` continues a closed one)."""
+    workflow_id = workflow_id_for(inp.incident_id)
+    closed = await asyncio.to_thread(_closed_in_records, inp.incident_id)
+    if closed is not None:
+        raise IncidentClosed(inp.incident_id, closed)
     try:
         handle = await client.start_workflow(
             IncidentWorkflow.run,
             inp,
             id=workflow_id,
             task_queue=task_queue,
-            search_attributes=attributes,
+            search_attributes=_search_attributes(inp),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
         return OpenResult(
             inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
         )
     except WorkflowAlreadyStartedError:
         existing = await client.get_workflow_handle(workflow_id).describe()
+        if existing.status != WorkflowExecutionStatus.RUNNING:
+            raise IncidentClosed(inp.incident_id, existing.close_time) from None
         status = await client.get_workflow_handle(workflow_id).query(IncidentWorkflow.status)
         return OpenResult(
             inp.incident_id, workflow_id, existing.run_id, False, status.playbook_hash
         )
+
+
+def _closed_in_records(incident_id: str) -> datetime | None:
+    """When the records say this incident ended (so its id is taken even after Temporal's
+    retention has deleted it); None when it is unknown or still open. A records database that
+    cannot be read is not a reason to refuse an open: Temporal still refuses a closed id."""
+    try:
+        with Session(records_engine()) as s:
+            record = s.get(IncidentRecord, incident_id)
+    except SQLAlchemyError:
+        return None
+    if record is None or record.status not in SETTLED:
+        return None
+    return record.closed_at or record.updated_at
+
+
+async def reopen_incident(
+    client: Client, incident_id: str, *, reopen: Reopen, task_queue: str
+) -> OpenResult:
+    """Continue a closed incident in a new run of the same workflow id, from the state it
+    closed with; the new run records who reopened it and why."""
+    workflow_id = workflow_id_for(incident_id)
+    target = client.get_workflow_handle(workflow_id)
+    try:
+        description = await target.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise InvalidRequest(
+                f"incident {incident_id} is not in Temporal (unknown, or past retention): "
+                "it cannot be reopened"
+            ) from None
+        raise
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        raise InvalidRequest(f"incident {incident_id} is open: there is nothing to reopen")
+    if description.status != WorkflowExecutionStatus.COMPLETED:
+        name = description.status.name.lower() if description.status else "unknown"
+        raise InvalidRequest(
+            f"incident {incident_id} ended {name}, not closed: see `incident doctor` or the "
+            "audit log for what ended it"
+        )
+    last: IncidentInput = await target.query(IncidentWorkflow.continuation)
+    assert last.state is not None
+    state = last.state.model_copy(
+        update={
+            "status": "acknowledged" if last.state.acknowledged_at else "open",
+            "closed_at": None,
+            "resolution": None,
+            "runs": last.state.runs + 1,
+        }
+    )
+    inp = last.model_copy(update={"state": state, "reopen": reopen})
+    handle = await client.start_workflow(
+        IncidentWorkflow.run,
+        inp,
+        id=workflow_id,
+        task_queue=task_queue,
+        search_attributes=_search_attributes(inp, state.status),
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    return OpenResult(incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash)
 
 
 async def open_incident(

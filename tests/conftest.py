@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +22,16 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from connection import DATA_CONVERTER
-from stack.devserver import (
+# Every test session works in a data directory of its own: nothing a test writes (records
+# database, sandbox state, keys) lands in the checkout's .data/. Set before any settings are read.
+os.environ.setdefault("CR_DATA_DIR", tempfile.mkdtemp(prefix="cr-test-data-"))
+
+from connection import DATA_CONVERTER  # noqa: E402
+from stack.devserver import (  # noqa: E402
     search_attribute_keys,
     temporal_binary,
 )
-from workflows.models import ActionResult
+from workflows.models import ActionResult  # noqa: E402
 
 _exit_status = 0
 

@@ -82,12 +82,20 @@ class IncidentBookkeeping:
         return entry
 
     def _trim_timeline(self) -> None:
-        """Before continue-as-new: carry the latest entries, and every entry not yet in the
+        """Before continue-as-new: carry only what the next run needs (see ``_carried_state``)."""
+        self.state = self._carried_state()
+
+    def _carried_state(self) -> IncidentState:
+        """The state a next run starts from: the latest entries, and every entry not yet in the
         records (a message may land after the last flush), so the next run flushes those."""
         unflushed_from = self.state.records_flushed - self.state.timeline_offset
         start = max(0, min(len(self.state.timeline) - CARRIED_TIMELINE, unflushed_from))
-        self.state.timeline_offset += start
-        self.state.timeline = self.state.timeline[start:]
+        return self.state.model_copy(
+            update={
+                "timeline_offset": self.state.timeline_offset + start,
+                "timeline": self.state.timeline[start:],
+            }
+        )
 
     def _finish(self, step: StepModel, status: str, detail: str) -> None:
         st = self.state.steps[step.id]

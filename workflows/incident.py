@@ -69,6 +69,10 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
                 },
             )
             self._start_incident_clocks()
+        elif inp.reopen is not None:
+            self._record(
+                "reopened", inp.reopen.reason, actor=inp.reopen.actor, role=inp.reopen.role
+            )
         else:
             self._record("continued", f"run {self.state.runs} resumes the incident")
 
@@ -186,10 +190,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
                 started_at=workflow.now(),
             )
             self.state.steps[step.id] = st
-            if step.sla is not None:
-                self.state.clocks[step.id] = clocks.start_clock(
-                    step.id, step.sla, workflow.now(), self.inp.calendar
-                )
+            self._start_step_clock(step)
             self._record("step_started", step.title or step.kind, step=step.id, role=step.owner)
         body = asyncio.create_task(self._dispatch(step))
         self._bodies[step.id] = body

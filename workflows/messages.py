@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalResult,
         CommanderRequest,
         Decision,
+        IncidentInput,
         IncidentStatus,
         TimelineEntry,
     )
@@ -226,6 +227,12 @@ class IncidentMessages(IncidentSlaRace):
             as_of=now,
             run=self.state.runs,
         )
+
+    @workflow.query
+    def continuation(self) -> IncidentInput:
+        """This incident's input and carried state, from which ``incident reopen`` starts a new
+        run once it has closed (a query: it also answers on a closed workflow)."""
+        return self.inp.model_copy(update={"state": self._carried_state(), "reopen": None})
 
     @workflow.query
     def timeline(self) -> list[TimelineEntry]:

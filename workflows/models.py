@@ -149,6 +149,14 @@ class IncidentState(BaseModel):
     runs: int = 1
 
 
+class Reopen(BaseModel):
+    """Who reopened a closed incident, and why (recorded as the new run's first entry)."""
+
+    actor: Name
+    role: Role = "ic"
+    reason: Text = Field(min_length=1)
+
+
 class IncidentInput(BaseModel):
     """Start argument of IncidentWorkflow: the playbook snapshot and the facts at open."""
 
@@ -163,6 +171,8 @@ class IncidentInput(BaseModel):
     parent_incident_id: str | None = None
     # Carried by continue-as-new; None on the first run.
     state: IncidentState | None = None
+    # Set when a closed incident is reopened: the state it closed with continues in a new run.
+    reopen: Reopen | None = None
     # Tests force continue-as-new past this many history events (the server suggests it at 4,096).
     continue_as_new_after_events: int | None = None
 
