@@ -46,8 +46,9 @@ def run_with_client(factory: Callable[[Client], Awaitable[T]]) -> T:
         try:
             client = await connect(settings)
         except RuntimeError as err:
+            why = "connection refused" if "ConnectionRefused" in str(err) else str(err)[:120]
             raise CliError(
-                f"cannot reach Temporal at {settings.temporal_address} ({err}); "
+                f"cannot reach Temporal at {settings.temporal_address} ({why}); "
                 "is `make run` running?"
             ) from None
         async with asyncio.timeout(settings.cli_timeout_seconds):
@@ -93,3 +94,12 @@ def pairs(values: list[str], option: str) -> dict[str, str]:
             raise CliError(f"{option} takes key=value, got {item!r}")
         result[key.strip()] = value.strip()
     return result
+
+
+def printable(text: str | None) -> str:
+    """``text`` with control characters shown escaped (a newline as ``\\n``): a note or a reason
+    can never forge an extra line in a timeline, a case file or a terminal."""
+    if not text:
+        return ""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode()
+                   for ch in text)  # fmt: skip

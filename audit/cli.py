@@ -125,7 +125,9 @@ def replay_main(files: list[Path], all_closed: bool, fmt: ReplayFormat, out: Pat
 
 @audit_app.command("replay")
 def replay_command(
-    files: list[Path] = typer.Argument(None, help="Exported or recorded history files"),
+    files: list[Path] = typer.Argument(
+        None, help="Exported or recorded history files", exists=True, dir_okay=False
+    ),
     all_closed: bool = typer.Option(False, "--all-closed", help="Every closed incident"),
     format: ReplayFormat = typer.Option(ReplayFormat.text, "--format", help="text, json or md"),
     out: Path | None = typer.Option(None, "--out", help="Write the case file here"),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit.replay import CaseFile, ReplayFailure
+from terminal import printable
 
 
 def _when(value: datetime | None) -> str:
@@ -16,7 +17,7 @@ def _when(value: datetime | None) -> str:
 
 
 def _who(actor: str, role: str | None) -> str:
-    return f"{actor} ({role})" if role else actor
+    return printable(f"{actor} ({role})" if role else actor)
 
 
 def _sla(entry: Any) -> str:
@@ -29,7 +30,7 @@ def _message_line(m: Any) -> str:
     p = m.payload if isinstance(m.payload, dict) else {"value": m.payload}
     who = _who(str(p.get("actor", "?")), p.get("role"))
     on = f" on {p['step_id']}" if p.get("step_id") else ""
-    why = p.get("reason") or p.get("name") or ""
+    why = printable(str(p.get("reason") or p.get("name") or ""))
     return f"{_when(m.at)}  event {m.event_id}: {m.kind} {m.name} by {who}{on}: {why}".rstrip(": ")
 
 
@@ -59,7 +60,7 @@ def render_text(case: CaseFile) -> str:
             f"{e.step or '-':<22} {_sla(e)}"
         )
         if e.detail:
-            head.append(f"{'':<27}{e.detail}")
+            head.append(f"{'':<27}{printable(e.detail)}")
     if case.messages:
         head += ["", "Decisions and commands received (Updates and signals):"]
         head += [f"  {_message_line(m)}" for m in case.messages]
@@ -81,7 +82,7 @@ def render_md(case: CaseFile) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for e in case.timeline:
-        detail = e.detail.replace("|", "\\|").replace("\n", " ")
+        detail = printable(e.detail).replace("|", "\\|")
         lines.append(
             f"| {_when(e.at)} | {e.seq} | {e.kind} | {_who(e.actor, e.role)} | {e.step or ''} "
             f"| {_sla(e)} | {detail} |"

@@ -12,11 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from incidents import actions, listing, render
-from incidents.service import new_incident_id, open_incident, reopen_incident
+from incidents.service import build_input, new_incident_id, reopen_incident, start_incident
 from playbooks.loader import scan_playbooks
 from playbooks.schema import SEVERITIES
 from settings import get_settings
-from terminal import ActorOpt, CliError, JsonOpt, default_actor, emit, out, pairs, run_with_client
+from terminal import ActorOpt, JsonOpt, default_actor, emit, out, pairs, run_with_client
 from workflows.models import (
     ApprovalRequest,
     CommanderRequest,
@@ -26,6 +26,19 @@ from workflows.models import (
 )
 
 incidents_app = typer.Typer()
+
+
+def _severity(value: str | None) -> str | None:
+    if value is not None and value not in SEVERITIES:
+        raise typer.BadParameter(f"must be one of {', '.join(SEVERITIES)}, not {value!r}")
+    return value
+
+
+def _known_playbook(value: str | None) -> str | None:
+    known = {lp.playbook.name for lp in scan_playbooks(get_settings().playbooks_dir)[0]}
+    if value is not None and value not in known:
+        raise typer.BadParameter(f"unknown playbook {value!r}; known: {', '.join(sorted(known))}")
+    return value
 
 
 def _commander(incident_id: str, action: str, actor: str, as_json: bool, **request: Any) -> None:
@@ -55,17 +68,18 @@ def open_(
     """Open an incident: snapshot the playbook and start its workflow (idempotent per --id)."""
     incident_id = incident_id or new_incident_id()
     fields = pairs(field, "--field")
-    result = run_with_client(
-        lambda c: open_incident(
-            c,
-            playbook=playbook,
-            severity=severity,
-            summary=summary,
-            fields=fields,
-            incident_id=incident_id,
-            opened_by=actor or default_actor(),
-        )
+    settings = get_settings()
+    # Checked before connecting: a bad request is refused even when Temporal is down.
+    inp = build_input(
+        playbook=playbook,
+        severity=severity,
+        summary=summary,
+        fields=fields,
+        incident_id=incident_id,
+        opened_by=actor or default_actor(),
+        settings=settings,
     )
+    result = run_with_client(lambda c: start_incident(c, inp, settings.task_queue))
     verb = "opened" if result.created else "already open"
     emit(
         as_json,
@@ -97,14 +111,12 @@ def assign(
 @incidents_app.command("escalate")
 def escalate(
     incident_id: str,
-    severity: Annotated[str, typer.Option(help="sev0..sev3")],
+    severity: Annotated[str, typer.Option(help="sev0..sev3", callback=_severity)],
     reason: Annotated[str, typer.Option(help="Why.")],
     actor: ActorOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Raise the severity."""
-    if severity not in SEVERITIES:
-        raise CliError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
     _commander(incident_id, "escalate", actor, as_json, severity=severity, reason=reason)
 
 
@@ -228,20 +240,19 @@ def timeline(incident_id: str, as_json: JsonOpt = False) -> None:
 @incidents_app.command("list")
 def list_(
     open_only: Annotated[bool, typer.Option("--open", help="Only incidents not closed.")] = False,
-    severity: Annotated[str | None, typer.Option(help="Filter by severity.")] = None,
-    playbook: Annotated[str | None, typer.Option(help="Filter by playbook.")] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="Filter by severity.", callback=_severity)
+    ] = None,
+    playbook: Annotated[
+        str | None, typer.Option(help="Filter by playbook.", callback=_known_playbook)
+    ] = None,
     breached: Annotated[bool, typer.Option("--breached", help="Only SLA-breached.")] = False,
     limit: int = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Incidents by their search attributes (eventually consistent, like all visibility)."""
-    known = {lp.playbook.name for lp in scan_playbooks(get_settings().playbooks_dir)[0]}
     query = listing.list_query(
-        open_only=open_only,
-        severity=severity,
-        playbook=playbook,
-        breached=breached,
-        known_playbooks=known,
+        open_only=open_only, severity=severity, playbook=playbook, breached=breached
     )
     rows = run_with_client(lambda c: listing.list_incidents(c, query, limit))
     emit(as_json, [r.as_json() for r in rows], lambda: render.print_rows(rows))

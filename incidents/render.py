@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from rich.table import Table
 
 from incidents.listing import IncidentRow
-from terminal import out
+from terminal import out, printable
 from workflows import sla as clocks
 from workflows.models import IncidentStatus, TimelineEntry
 
 
 def print_entry(entry: TimelineEntry) -> None:
-    out.print(f"{entry.kind}: {entry.detail}".rstrip(": "), markup=False)
+    out.print(f"{entry.kind}: {printable(entry.detail)}".rstrip(": "), markup=False)
 
 
 def print_status(st: IncidentStatus) -> None:
@@ -25,7 +25,7 @@ def print_status(st: IncidentStatus) -> None:
         f"owner={st.owner}{breached}"
     )
     out.print(f"playbook {st.playbook} v{st.playbook_version} {st.playbook_hash}")
-    out.print(f"summary: {st.summary}", markup=False)
+    out.print(f"summary: {printable(st.summary)}", markup=False)
     table = Table("step", "kind", "owner", "since")
     for s in st.active_steps:
         table.add_row(s.step_id, s.kind, s.owner or "", s.started_at.isoformat(timespec="seconds"))
@@ -49,8 +49,8 @@ def print_status(st: IncidentStatus) -> None:
 def print_timeline(entries: Sequence[TimelineEntry]) -> None:
     """One line per entry: readable in a terminal, a log or a case file."""
     for e in entries:
-        who = f"{e.actor} ({e.role})" if e.role else e.actor
-        text = " ".join(part for part in (e.kind.ljust(18), e.step, e.detail) if part)
+        who = printable(f"{e.actor} ({e.role})" if e.role else e.actor)
+        text = " ".join(part for part in (e.kind.ljust(18), e.step, printable(e.detail)) if part)
         out.print(f"{e.seq:>3} {e.at:%Y-%m-%d %H:%M:%S}Z {who:<24} {text}{sla_note(e)}",
                   markup=False)  # fmt: skip
 

@@ -44,7 +44,7 @@ from workflows.names import workflow_id_for
 
 ENTRY_KIND = "ended_out_of_band"
 SYSTEM_ACTOR = "temporal"  # the actor when the history does not say who ended the workflow
-CANCELLED_OUTCOME = "cancelled"  # an SLA clock that was still running: not met
+NOT_MET_OUTCOME = "not_met"  # an SLA clock still running when the incident ended: not met
 
 # The record's status after reconciling, by what Temporal says of the workflow's latest run.
 ENDED_STATUS: dict[WorkflowExecutionStatus, str] = {
@@ -335,7 +335,7 @@ def _mark(incident_id: str, ending: _Ending, seq: int) -> bool:
             clock.paused_since = None
             clock.state = "stopped"
             if clock.outcome == "pending":
-                clock.outcome = CANCELLED_OUTCOME
+                clock.outcome = NOT_MET_OUTCOME
             s.add(clock)
         s.commit()
     return True

@@ -16,7 +16,13 @@ from matplotlib.figure import Figure
 from records.tables import IncidentRecord
 from reports.report import OUTCOMES, Report
 
-COLOURS = {"met": "#2e7d32", "warned": "#f9a825", "breached": "#c62828", "pending": "#9e9e9e"}
+COLOURS = {
+    "met": "#2e7d32",
+    "warned": "#f9a825",
+    "breached": "#c62828",
+    "pending": "#9e9e9e",
+    "not_met": "#6a1b9a",
+}
 SEVERITY_ORDER = ("sev0", "sev1", "sev2", "sev3")
 
 

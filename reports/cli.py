@@ -3,15 +3,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from temporalio.client import Client
 
+from playbooks.durations import parse_duration
+from playbooks.loader import scan_playbooks
 from reports.chart import write_chart
-from reports.report import build_report, load, parse_since, to_csv, to_json, to_table
+from reports.report import (
+    build_report,
+    load,
+    parse_since,
+    recorded_playbooks,
+    to_csv,
+    to_json,
+    to_table,
+)
 from reports.schedule import create_daily_schedule, create_reconcile_schedule, reconcile_interval
 from settings import Settings, get_settings
 from terminal import CliError, run_with_client
@@ -33,12 +45,52 @@ def report_command(
     chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart here"),
 ) -> None:
     """SLA and operations report per playbook, severity and step."""
-    report = build_report(parse_since(since), playbook)
+    try:
+        start = parse_since(since)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--since") from None
+    _check_playbooks(playbook)
+    report = build_report(start, playbook)
     render = {Format.table: to_table, Format.csv: to_csv, Format.json: to_json}[format]
     typer.echo(render(report), nl=False)
     if chart is not None:
         write_chart(report, load(report.since, report.playbooks)[0], chart)
         typer.echo(f"chart written to {chart}", err=True)
+
+
+def _check_playbooks(names: list[str]) -> None:
+    """An unknown playbook is a typo, not an empty report: refuse it, naming the known ones."""
+    known = {lp.playbook.name for lp in scan_playbooks(get_settings().playbooks_dir)[0]}
+    known |= recorded_playbooks()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown playbook {unknown[0]!r}; known: {', '.join(sorted(known))}",
+            param_hint="--playbook",
+        )
+
+
+def _check_time_of_day(at: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", at):
+        raise typer.BadParameter(f"{at!r} is not a time of day HH:MM (00:00-23:59)")
+    return at
+
+
+def _check_zone(zone: str | None) -> str | None:
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise typer.BadParameter(f"{zone!r} is not an IANA time zone") from None
+    return zone
+
+
+def _check_window(window: str) -> str:
+    try:
+        parse_duration(window)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    return window
 
 
 schedule_app = typer.Typer(help="Temporal Schedules of critical-response.", no_args_is_help=True)
@@ -52,10 +104,12 @@ def _install(make: Callable[[Client, Settings], Awaitable[str]]) -> None:
 
 @schedule_app.command("daily-report")
 def daily_report_command(
-    at: str = typer.Option("09:00", help="Local time of day, HH:MM"),
-    timezone: str | None = typer.Option(None, help="IANA zone (default: the business timezone)"),
+    at: str = typer.Option("09:00", help="Local time of day, HH:MM", callback=_check_time_of_day),
+    timezone: str | None = typer.Option(
+        None, help="IANA zone (default: the business timezone)", callback=_check_zone
+    ),
     channel: str | None = typer.Option(None, help="Slack channel (default: the team channel)"),
-    window: str = typer.Option("24h", help="Look-back of each report"),
+    window: str = typer.Option("24h", help="Look-back of each report", callback=_check_window),
 ) -> None:
     """Create (or update) the Schedule that posts the report summary every day."""
     _install(

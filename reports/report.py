@@ -7,8 +7,10 @@ Temporal Schedule (``incident schedule daily-report``) that posts the summary to
 Definitions (the tests compute them by hand):
 - groups are (playbook, current severity); steps are SLA clocks by name, ``incident.acknowledge``
   and ``incident.resolve`` included;
-- a clock's outcome is ``breached`` if it ever breached, ``pending`` while running, else ``warned``
-  (stopped after its warning) or ``met``; attainment = (met + warned) / (met + warned + breached);
+- a clock's outcome is ``breached`` if it ever breached, ``pending`` while running, ``not_met`` when
+  its step never finished (the incident closed or ended first: shown apart, not in attainment),
+  else ``warned`` (stopped after its warning) or ``met``;
+  attainment = (met + warned) / (met + warned + breached);
 - time to acknowledge / resolve = acknowledged / closed minus opened; median and p90 interpolate
   linearly between order statistics;
 - backlog = incidents not closed; past due = backlog with a running clock breached or past its due;
@@ -29,7 +31,7 @@ from sqlmodel import Session, select
 from playbooks.schema import format_duration, parse_duration
 from records.tables import IncidentRecord, SlaOutcome, records_engine, utc
 
-OUTCOMES = ("met", "warned", "breached", "pending")
+OUTCOMES = ("met", "warned", "breached", "pending", "not_met")
 
 
 class Counts(BaseModel):
@@ -39,6 +41,7 @@ class Counts(BaseModel):
     warned: int = 0
     breached: int = 0
     pending: int = 0
+    not_met: int = 0  # the step never finished (closed or ended before it ran): shown apart
     attainment: float | None = None
 
 
@@ -70,6 +73,12 @@ class Report(BaseModel):
     groups: list[GroupRow]
     steps: list[StepRow]
     total: GroupRow
+
+
+def recorded_playbooks(url: str | None = None) -> set[str]:
+    """Playbooks that incidents in the records ran (a retired playbook is still reportable)."""
+    with Session(records_engine(url)) as s:
+        return set(s.exec(select(IncidentRecord.playbook).distinct()).all())
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -182,7 +191,7 @@ def build_report(
 CSV_COLUMNS = [
     "level", "playbook", "severity", "step", "count", "open", "past_due", "escalation_rate",
     "ack_median_s", "ack_p90_s", "resolve_median_s", "resolve_p90_s",
-    "met", "warned", "breached", "pending", "attainment",
+    "met", "warned", "breached", "pending", "not_met", "attainment",
 ]  # fmt: skip
 
 
@@ -224,23 +233,24 @@ def to_table(report: Report) -> str:
 
     groups = Table(title="Incidents by playbook and severity")
     for name in ("playbook", "sev", "n", "open", "past due", "ack p50", "ack p90", "resolve p50",
-                 "resolve p90", "escalated", "met", "warned", "breached", "attain"):  # fmt: skip
+                 "resolve p90", "escalated", "met", "warned", "breached", "not met",
+                 "attain"):  # fmt: skip
         groups.add_column(name)
     for g in [*report.groups, report.total]:
         groups.add_row(
             g.playbook, g.severity, str(g.incidents), str(g.open), str(g.past_due),
             _dur(g.ack_median_s), _dur(g.ack_p90_s), _dur(g.resolve_median_s),
             _dur(g.resolve_p90_s), _pct(g.escalation_rate), str(g.met), str(g.warned),
-            str(g.breached), _pct(g.attainment),
+            str(g.breached), str(g.not_met), _pct(g.attainment),
         )  # fmt: skip
     steps = Table(title="SLA attainment by step")
     for name in ("playbook", "sev", "step", "clocks", "met", "warned", "breached", "pending",
-                 "attain"):  # fmt: skip
+                 "not met", "attain"):  # fmt: skip
         steps.add_column(name)
     for s in report.steps:
         steps.add_row(
             s.playbook, s.severity, s.step, str(s.clocks), str(s.met), str(s.warned),
-            str(s.breached), str(s.pending), _pct(s.attainment),
+            str(s.breached), str(s.pending), str(s.not_met), _pct(s.attainment),
         )  # fmt: skip
     console = Console(file=io.StringIO(), width=160, color_system=None)
     console.print(groups)

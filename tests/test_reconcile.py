@@ -178,8 +178,8 @@ async def test_a_terminated_incident_is_marked_with_who_ended_it_and_why(dev_env
 
     outcomes = _outcomes(incident_id)
     assert {n: o.outcome for n, o in outcomes.items()} == {
-        "incident.acknowledge": "cancelled", "incident.resolve": "cancelled",
-        "legal-review": "cancelled"}  # fmt: skip
+        "incident.acknowledge": "not_met", "incident.resolve": "not_met",
+        "legal-review": "not_met"}  # fmt: skip
     assert all(o.stopped_at == done.ended_at and o.state == "stopped" for o in outcomes.values())
     _audit_verify_passes(incident_id)
     assert _keys([ended_out_of_band(incident_id)]) == _keys([last])  # type: ignore[list-item]
@@ -217,7 +217,7 @@ async def test_a_deleted_incident_is_marked_deleted_by_temporal(dev_env):
     assert (last.action, last.actor, last.seq) == (ENTRY_KIND, "temporal", before[-1].seq + 1)
     assert f"workflow {handle.id} no longer exists in Temporal" in last.detail
     assert f"last recorded run {run_id[:8]}" in last.detail
-    assert {o.outcome for o in _outcomes(incident_id).values()} == {"cancelled"}
+    assert {o.outcome for o in _outcomes(incident_id).values()} == {"not_met"}
     _audit_verify_passes(incident_id)
 
     assert await reconcile_incident(client, incident_id) is None
@@ -336,7 +336,7 @@ async def test_other_endings_are_named_with_their_reason(
     assert (done.reason is None) if reason is None else (reason in (done.reason or ""))
     assert _record(incident_id).status == status  # type: ignore[union-attr]
     assert _rows(incident_id)[-1].actor == done.actor
-    assert _outcomes(incident_id)["incident.resolve"].outcome == "cancelled"
+    assert _outcomes(incident_id)["incident.resolve"].outcome == "not_met"
     assert verify().ok
     assert await reconcile_incident(client, incident_id) is None
 

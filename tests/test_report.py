@@ -157,7 +157,8 @@ def test_csv_json_and_table_carry_the_same_figures():
     assert data["total"]["resolve_p90_s"] == 15840 and data["total"]["past_due"] == 1
     assert data["steps"][5] | {"attainment": 0.0} == {
         "playbook": ED, "severity": "sev0", "step": "legal-review", "clocks": 1,
-        "met": 0, "warned": 0, "breached": 1, "pending": 0, "attainment": 0.0}  # fmt: skip
+        "met": 0, "warned": 0, "breached": 1, "pending": 0, "not_met": 0, "attainment": 0.0,
+    }  # fmt: skip
     table = to_table(report)
     ato_line = next(
         line for line in table.splitlines() if "account-takeover" in line and "sev1" in line
