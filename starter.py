@@ -18,6 +18,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendo
 from audit.cli import audit_app
 from connection import exit_process
 from incidents.cli import incidents_app
+from incidents.doctor import doctor_app
 from incidents.service import InvalidRequest
 from playbooks.cli import playbooks_app
 from playbooks.loader import PlaybookError
@@ -32,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(incidents_app)
+app.add_typer(doctor_app, name="doctor")
 app.add_typer(playbooks_app)
 app.add_typer(reports_app)
 app.add_typer(audit_app, name="audit")
