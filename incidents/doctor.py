@@ -1,11 +1,7 @@
-"""`incident doctor`: find incidents whose workflow task keeps failing, and repair them.
-
-An incident whose workflow task fails on every attempt is frozen: Updates and queries answer
-"Workflow Task in failed state", SLA escalations cannot fire (causes seen: a signal the code could
-not process, a nondeterminism error after a code change). ``incident doctor`` lists them with the
-reason; ``incident doctor repair`` resets one to its last completed workflow task (without the
-signals after it when a signal preceded the failure) and notes who repaired what, and why, in its
-timeline.
+"""`incident doctor`: incidents whose workflow task keeps failing (frozen: Updates and queries
+answer "Workflow Task in failed state", SLA escalations cannot fire), and their repair: a reset to
+the last completed workflow task (without the signals after it when a signal preceded the failure),
+noted in the incident's timeline with who repaired what, and why.
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
@@ -30,9 +24,11 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError as NoUpdateAnswer
 from temporalio.service import RPCError, RPCStatusCode
 
 from incidents import actions
+from settings import get_settings
 from terminal import ActorOpt, CliError, JsonOpt, default_actor, emit, out, run_with_client
 from workflows.incident import IncidentWorkflow
 from workflows.models import CommanderRequest
@@ -101,10 +97,6 @@ class RepairPlan:
         assert self.frozen.last_good_event_id is not None
         return self.frozen.last_good_event_id
 
-    @property
-    def excluded(self) -> list[Signal]:
-        return self.frozen.signals_after if self.exclude_signals else []
-
     def note(self, reason: str) -> str:
         """The timeline note that records the repair (what auditors read)."""
         count = len(self.frozen.signals_after)
@@ -147,10 +139,7 @@ class RepairPlan:
 
 
 async def diagnose(client: Client, incident_id: str) -> Frozen | None:
-    """The incident's failing workflow task, or None if it is healthy.
-
-    Refuses (``RepairRefused``) an id that is not found, not an incident, or closed.
-    """
+    """The incident's failing workflow task, or None if healthy (refuses: not found, closed)."""
     workflow_id = workflow_id_for(incident_id)
     try:
         desc = await client.get_workflow_handle(workflow_id).describe()
@@ -169,24 +158,24 @@ async def diagnose(client: Client, incident_id: str) -> Frozen | None:
     pending = raw.pending_workflow_task
     handle = client.get_workflow_handle(workflow_id, run_id=desc.run_id)
     events = [event async for event in handle.fetch_history_events()]
-    # The last good task, the failure after it (only the first failed attempt is in history).
+    # The last good task, and the failures after it (later attempts are not in history).
     last_good: HistoryEvent | None = None
-    failure: HistoryEvent | None = None
+    failures: list[HistoryEvent] = []
     for event in events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            last_good, failure = event, None
+            last_good, failures = event, []
         elif event.event_type in _TASK_FAILURES:
-            failure = event
+            failures.append(event)
+    failure = failures[-1] if failures else None
     later = [e for e in events if e.event_id > (last_good.event_id if last_good else 0)]
     cause, reason = _failure_reason(failure, pending.attempt)
-    since = pending.original_scheduled_time if pending.HasField("original_scheduled_time") else None
-    since = since or (failure.event_time if failure else None)
+    since = failures[0].event_time if failures else pending.original_scheduled_time
     return Frozen(
         incident_id=incident_id,
         workflow_id=workflow_id,
         run_id=desc.run_id,
         attempts=pending.attempt,
-        since=since.ToDatetime(tzinfo=UTC) if since else None,
+        since=since.ToDatetime(tzinfo=UTC) if since.seconds else None,
         cause=cause,
         reason=reason,
         failed_event_id=failure.event_id if failure else None,
@@ -218,8 +207,7 @@ def _failure_reason(failure: HistoryEvent | None, attempts: int) -> tuple[str, s
 
 
 def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0].strip() if lines else ""
+    return next(iter(text.strip().splitlines()), "").strip()
 
 
 async def list_frozen(client: Client) -> list[Frozen]:
@@ -237,9 +225,7 @@ async def list_frozen(client: Client) -> list[Frozen]:
 
     found = await asyncio.gather(*(one(i) for i in dict.fromkeys(ids) if i))
     frozen = [f for f in found if f is not None]
-    return sorted(
-        frozen, key=lambda f: (f.since or datetime.max.replace(tzinfo=UTC), f.incident_id)
-    )
+    return sorted(frozen, key=lambda f: (_when(f.since), f.incident_id))  # "?" sorts last
 
 
 # -------------------------------------------------------------------------------------- repair
@@ -270,8 +256,11 @@ async def plan_repair(
     return RepairPlan(frozen, exclude_signals)
 
 
-async def repair(client: Client, plan: RepairPlan, *, actor: str, reason: str) -> dict[str, Any]:
-    """Reset to the plan's last good workflow task, then record the repair in the timeline."""
+async def repair(
+    client: Client, plan: RepairPlan, *, actor: str, reason: str, note_timeout: float = 15.0
+) -> dict[str, Any]:
+    """Reset to the plan's last good workflow task, then record the repair in the timeline (a
+    new run that fails again cannot take the note: that is an error that says the reset ran)."""
     frozen = plan.frozen
     now = await diagnose(client, frozen.incident_id)
     if now is None or (now.run_id, now.last_good_event_id) != (frozen.run_id, plan.reset_to):
@@ -286,24 +275,26 @@ async def repair(client: Client, plan: RepairPlan, *, actor: str, reason: str) -
         reason=f"incident doctor ({actor}): {reason}",
         workflow_task_finish_event_id=plan.reset_to,
         request_id=str(uuid.uuid4()),
-        identity=f"incident-doctor/{actor}",
+        identity=f"incident doctor ({actor})",
         reset_reapply_exclude_types=[SIGNALS] if plan.exclude_signals else [],
     )
     response = await client.workflow_service.reset_workflow_execution(request)
     note = CommanderRequest(actor=actor, role="ic", reason=plan.note(reason))
     try:
-        entry = await actions.act(client, now.incident_id, "note", note)
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        cause = err.cause if isinstance(err, WorkflowUpdateFailedError) else err
+        async with asyncio.timeout(note_timeout):
+            entry = await actions.act(client, now.incident_id, "note", note)
+    except (WorkflowUpdateFailedError, NoUpdateAnswer, RPCError, TimeoutError) as err:
+        why = _first_line(str(err.cause if isinstance(err, WorkflowUpdateFailedError) else err))
         raise CliError(
             f"incident {now.incident_id} was reset to event {plan.reset_to} (new run "
-            f"{response.run_id}), but the repair note was not recorded ({_first_line(str(cause))}):"
+            f"{response.run_id}), but the repair note was not recorded "
+            f"({why or f'no answer within {note_timeout:.0f}s'}):"
             " run `incident doctor` to see whether it is still frozen"
         ) from None
     return {
         "incident_id": now.incident_id,
         "reset_to_event": plan.reset_to,
-        "excluded_signals": len(plan.excluded),
+        "excluded_signals": len(now.signals_after) if plan.exclude_signals else 0,
         "old_run_id": now.run_id,
         "new_run_id": response.run_id,
         "note_seq": entry.seq,
@@ -335,26 +326,29 @@ def doctor(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 def _print_frozen(frozen: list[Frozen]) -> None:
+    """One line per incident (never wrapped, so it greps): id, attempts, since, reason."""
     if not frozen:
         out.print("no frozen incidents")
         return
-    table = Table("incident", "attempts", "since", "last good", "reason")
-    for f in frozen:
-        table.add_row(
-            Text(f.incident_id),
-            str(f.attempts),
-            _when(f.since),
-            str(f.last_good_event_id or "-"),
-            Text(f"{f.cause}: {f.reason}"),
-        )
-    out.print(table)
+    rows = [("incident", "attempts", "since", "last good", "reason")] + [
+        (f.incident_id, str(f.attempts), _when(f.since), f"event {f.last_good_event_id or '-'}",
+         f"{f.cause}: {f.reason}")
+        for f in frozen
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        line = [v.ljust(w) for v, w in zip(row[:4], widths, strict=True)]
+        out.print("  ".join([*line, row[4]]), markup=False)
     out.print("repair one with: incident doctor repair ID --reason TEXT", markup=False)
 
 
 def _confirm(lines: list[str]) -> bool:
     """Ask on stderr (stdout stays machine-readable); anything but y/yes, or no input, is no."""
     print("\n".join(lines), end="", file=sys.stderr, flush=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    answer = sys.stdin.readline()
+    if not sys.stdin.isatty():
+        print(file=sys.stderr)  # the answer was not echoed: end the prompt's line
+    return answer.strip().lower() in ("y", "yes")
 
 
 @doctor_app.command("repair")
@@ -383,7 +377,8 @@ def repair_command(
         [*plan.explain(), f"note: {plan.note(reason)}", "reset now? [y/N] "]
     ):
         raise CliError("not confirmed: nothing changed (--yes skips the prompt)")
-    result = run_with_client(lambda c: repair(c, plan, actor=who, reason=reason))
+    wait = get_settings().cli_timeout_seconds / 2  # the note's share of the command's deadline
+    result = run_with_client(lambda c: repair(c, plan, actor=who, reason=reason, note_timeout=wait))
     emit(
         as_json,
         result,

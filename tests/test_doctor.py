@@ -1,6 +1,7 @@
 """`incident doctor` on the real dev server: an incident frozen for real by a signal its worker
 cannot process is listed with the reason, refused a repair nobody confirmed, repaired by a reset
-that leaves the signal out, and the repair is in its timeline.
+that leaves the signal out, and the repair is in its timeline. A nondeterminism error after a
+code change is listed too, and a reset that cannot cure it says so instead of reporting success.
 
 The worker runs today's ``IncidentWorkflow`` with one bug planted under the same workflow name:
 its ``event`` signal handler raises a plain ``RuntimeError``, which fails the workflow task (the
@@ -35,7 +36,7 @@ from tests.conftest import StandIns
 from tests.engine_support import incident_input, playbook
 from tests.engine_workflows import StandInArchiveWorkflow
 from workflows.incident import IncidentWorkflow
-from workflows.models import ExternalEvent, IncidentInput, IncidentOutcome
+from workflows.models import CommanderRequest, ExternalEvent, IncidentInput, IncidentOutcome
 from workflows.names import workflow_id_for
 
 BUG = "event handler bug: cannot process this event"
@@ -54,23 +55,45 @@ class EventBugIncident(IncidentWorkflow):
         raise RuntimeError(BUG)
 
 
+@workflow.defn(name="IncidentWorkflow", sandboxed=False)
+class ChangedIncident(IncidentWorkflow):
+    """Today's incident after an incompatible code change: it now starts with a timer."""
+
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> IncidentOutcome:
+        await workflow.sleep(timedelta(hours=1))
+        return await super().run(inp)
+
+
 @pytest.fixture
-async def worker(dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The buggy worker on a fresh queue; the CLI pointed at the dev server; doctor mounted."""
+def cli(dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The `incident` command pointed at the dev server, doctor mounted (until starter.py does)."""
     if not any(g.typer_instance is doctor_app for g in starter.app.registered_groups):
-        starter.app.add_typer(doctor_app)  # until starter.py mounts it
+        starter.app.add_typer(doctor_app)
     monkeypatch.setenv("CR_TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)
     monkeypatch.setenv("CR_TEMPORAL_NAMESPACE", dev_env.client.namespace)
+    monkeypatch.setenv("CR_CLI_TIMEOUT_SECONDS", "6")
     get_settings.cache_clear()
-    queue = f"doctor-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        dev_env.client,
+    yield
+    get_settings.cache_clear()
+
+
+def worker(client: Client, queue: str, incident: type, **options: Any) -> Worker:
+    return Worker(
+        client,
         task_queue=queue,
-        workflows=[EventBugIncident, StandInArchiveWorkflow],
+        workflows=[incident, StandInArchiveWorkflow],
         activities=[StandIns().activity()],
-    ):
+        **options,
+    )
+
+
+@pytest.fixture
+async def buggy(dev_env: WorkflowEnvironment, cli: None) -> Any:
+    """A worker whose `event` handler has the bug, on a fresh queue."""
+    queue = f"doctor-{uuid.uuid4().hex[:8]}"
+    async with worker(dev_env.client, queue, EventBugIncident):
         yield queue
-    get_settings.cache_clear()
 
 
 async def incident(*args: str, stdin: str = "") -> tuple[int, str, str]:
@@ -90,27 +113,25 @@ async def incident(*args: str, stdin: str = "") -> tuple[int, str, str]:
     return await asyncio.to_thread(run)
 
 
-async def frozen_for_real(client: Client, incident_id: str, timeout: float = 10) -> None:
-    """Wait until the workflow task has failed at least twice (attempt 2 is pending)."""
+async def frozen_for_real(client: Client, incident_id: str, timeout: float = 15) -> None:
+    """Wait until the workflow task has failed (not merely timed out) and attempt 2 is pending."""
 
     async def poll() -> None:
-        while True:
-            desc = await client.get_workflow_handle(workflow_id_for(incident_id)).describe()
-            pending = desc.raw_description.pending_workflow_task
-            if desc.raw_description.HasField("pending_workflow_task") and pending.attempt > 1:
-                return
+        while (
+            frozen := await diagnose(client, incident_id)
+        ) is None or frozen.cause == "timed_out":
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(poll(), timeout)
 
 
-async def test_doctor_lists_a_frozen_incident_and_repairs_it(dev_env, worker):
+async def test_doctor_lists_a_frozen_incident_and_repairs_it(dev_env, buggy):
     client = dev_env.client
     pb = playbook([{"id": "call", "kind": "wait_for", "event": "call_made"}])
     inp = incident_input(pb)
     iid = inp.incident_id
     handle = await client.start_workflow(
-        IncidentWorkflow.run, inp, id=workflow_id_for(iid), task_queue=worker
+        IncidentWorkflow.run, inp, id=workflow_id_for(iid), task_queue=buggy
     )
     try:
         await actions.timeline(client, iid)  # healthy: the first task completed
@@ -193,3 +214,44 @@ async def test_doctor_lists_a_frozen_incident_and_repairs_it(dev_env, worker):
         await client.get_workflow_handle(workflow_id_for(iid)).terminate("test over")
     code, _, err = await incident("doctor", "repair", iid, "--reason", "x", "--yes")
     assert (code, err) == (1, f"error: incident {iid} is closed (terminated): nothing to repair\n")
+
+
+async def test_a_nondeterminism_error_is_listed_and_a_reset_that_cannot_help_says_so(dev_env, cli):
+    """After an incompatible code change the reset's new run fails the same way: the repair
+    says that the reset ran and that its note could not be recorded, and doctor still lists it."""
+    client = dev_env.client
+    queue = f"doctor-{uuid.uuid4().hex[:8]}"
+    inp = incident_input(playbook([{"id": "call", "kind": "wait_for", "event": "call_made"}]))
+    iid = inp.incident_id
+    async with worker(client, queue, IncidentWorkflow, max_cached_workflows=0):
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            inp,
+            id=workflow_id_for(iid),
+            task_queue=queue,
+            task_timeout=timedelta(seconds=2),  # a task a stopped worker's last poll took
+        )
+        await actions.timeline(client, iid)  # the first task completed: the note takes another
+        await actions.act(client, iid, "note", CommanderRequest(actor="alice", reason="ok"))
+    try:  # the last good task now lies after commands that the changed code no longer issues
+        async with worker(client, queue, ChangedIncident):
+            await handle.signal("event", ExternalEvent(name="other"))  # a new task: full replay
+            await frozen_for_real(client, iid)
+            code, out, _ = await incident("doctor", "--json")
+            row = {r["incident_id"]: r for r in json.loads(out)}[iid]
+            assert code == 1 and row["cause"] == "non_deterministic_error", row
+            assert "TMPRL1100" in row["reason"]
+
+            code, out, err = await incident(
+                "doctor", "repair", iid, "--reason", "after deploy", "--keep-signals", "--yes"
+            )
+            assert (code, out) == (1, "")
+            assert err.startswith(f"error: incident {iid} was reset to event ")
+            assert "but the repair note was not recorded" in err and err.count("\n") == 1
+            await frozen_for_real(client, iid)
+            code, out, _ = await incident("doctor", "--json")
+            again = {r["incident_id"]: r for r in json.loads(out)}[iid]
+            assert again["run_id"] != row["run_id"] and again["cause"] == "non_deterministic_error"
+            assert [s["name"] for s in again["signals_after"]] == ["event"]  # kept, as asked
+    finally:
+        await handle.terminate("test over")
