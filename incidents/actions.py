@@ -13,9 +13,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from incidents.service import InvalidRequest
+from records.reconcile import ended_out_of_band, reconcile_incident
 from records.timeline import entries_before
 from workflows.incident import IncidentWorkflow
 from workflows.models import (
@@ -47,6 +49,10 @@ class SignalRefused(InvalidRequest):
         text = entry.detail if entry.kind == "approval_refused" else f"refused: {entry.detail}"
         super().__init__(text)
         self.entry = entry
+
+
+class IncidentEnded(InvalidRequest):
+    """The incident's workflow ended without the incident closing (terminated, deleted ...)."""
 
 
 class NoVerdict(InvalidRequest):
@@ -121,11 +127,34 @@ async def signal_and_confirm(
 
 
 async def status(client: Client, incident_id: str) -> IncidentStatus:
-    """Steps, approvals and clocks, with time left counted from now (not the last task)."""
-    result: IncidentStatus = await handle(client, incident_id).query(
-        IncidentWorkflow.status, datetime.now(UTC)
-    )
+    """Steps, approvals and clocks, with time left counted from now (not the last task).
+
+    An incident whose workflow was terminated or deleted out of band is reconciled here (its
+    record marked, an audit entry written) and reported as such, never as still open."""
+    target = handle(client, incident_id)
+    try:
+        described, result = await asyncio.gather(
+            target.describe(), target.query(IncidentWorkflow.status, datetime.now(UTC))
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        await _ended_out_of_band(client, incident_id)
+        raise
+    if described.status != WorkflowExecutionStatus.RUNNING and result.status != "closed":
+        ended = described.status.name.lower() if described.status else "ended"
+        await _ended_out_of_band(client, incident_id)
+        raise IncidentEnded(f"incident {incident_id} was {ended} without being closed")
     return result
+
+
+async def _ended_out_of_band(client: Client, incident_id: str) -> None:
+    """Reconcile the incident; if the records know how it ended, say so (one line)."""
+    done = await reconcile_incident(client, incident_id)
+    row = await asyncio.to_thread(ended_out_of_band, incident_id)
+    if done is not None or row is not None:
+        detail = done.detail if done is not None else row.detail  # type: ignore[union-attr]
+        raise IncidentEnded(f"incident {incident_id} ended out of band: {detail}")
 
 
 async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:

@@ -21,7 +21,7 @@ from tests.engine_support import (
 )
 from workflows.incident import IncidentWorkflow
 from workflows.models import ExternalEvent, Reopen
-from workflows.names import SIGNAL_EVENT
+from workflows.names import SIGNAL_EVENT, incident_id_of
 
 STEPS = [
     {"id": "reply", "kind": "wait_for", "event": "reply"},
@@ -75,3 +75,13 @@ async def test_a_closed_id_is_refused_and_reopen_continues_the_same_incident(h):
     assert [e.kind for e in whole].count("closed") == 2
     assert [e.kind for e in whole].count("opened") == 1
     assert len(entries(whole, "step_started", "reply")) == 1  # completed: not run again
+
+
+async def test_status_of_an_incident_terminated_out_of_band_says_so(h):
+    from incidents.actions import IncidentEnded, status
+
+    handle = await h.open(incident_input(playbook(STEPS)))
+    await wait_for_status(handle, lambda s: s.active_steps)
+    await handle.terminate(reason="opened twice by mistake")
+    with pytest.raises(IncidentEnded, match="terminated without being closed"):
+        await status(h.client, incident_id_of(handle.id) or "")
