@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from incidents.service import InvalidRequest
 from playbooks.schema import SEVERITIES
@@ -70,7 +70,7 @@ async def list_incidents(client: Client, query: str, limit: int = 100) -> list[I
         attrs = wf.typed_search_attributes
         row = IncidentRow(
             incident_id=incident_id_of(wf.id) or wf.id,
-            status=attrs.get(SA_STATUS),
+            status=_status(attrs.get(SA_STATUS), wf.status),
             severity=attrs.get(SA_SEVERITY),
             playbook=attrs.get(SA_PLAYBOOK),
             sla_breached=bool(attrs.get(SA_BREACHED)),
@@ -84,3 +84,16 @@ async def list_incidents(client: Client, query: str, limit: int = 100) -> list[I
             break
     rows = sorted(newest.values(), key=lambda r: r.run_started_at, reverse=True)
     return rows[:limit]
+
+
+def _status(recorded: str | None, execution: WorkflowExecutionStatus | None) -> str | None:
+    """The incident's own status, unless its workflow ended without closing it (terminated,
+    failed, timed out ...): then that, so nothing ended out of band is listed as open."""
+    ended = execution not in (
+        None,
+        WorkflowExecutionStatus.RUNNING,
+        WorkflowExecutionStatus.CONTINUED_AS_NEW,
+    )
+    if ended and recorded != "closed" and execution is not None:
+        return execution.name.lower()
+    return recorded
