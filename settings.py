@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     temporal_tls_client_key: Path | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = "critical-response"
+    # Workflows a worker keeps in memory between tasks. 0 (the default): every workflow task
+    # replays the incident's history from scratch. With a cache, a status query answered on a
+    # new worker after a worker died can advance a cached run with an activity result no task
+    # had processed, and the next task then records commands in an order its own replay does not
+    # reproduce: the incident freezes (issue 8, item 2; tests/test_kill_replay.py shows it). The
+    # price is CPU per task, growing with history length (continue-as-new keeps it bounded).
+    workflow_cache_size: int = 0
     # Salesforce calls get their own queue so the fleet shares one org-wide rate limit.
     salesforce_max_activities_per_second: float = 20.0
 

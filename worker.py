@@ -12,6 +12,7 @@ import contextlib
 import signal
 import sys
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -30,6 +31,20 @@ WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow, Rec
 STICKY_TIMEOUT = timedelta(seconds=2)
 
 
+def workflow_worker_options(settings: Settings) -> dict[str, Any]:
+    """How workflow tasks are run: by default with no workflow cache (see the settings' note on
+    ``workflow_cache_size``): every task replays the history, so no task is ever completed on top
+    of a run that a query had advanced with events no task had processed. That was the cause of
+    the histories that stopped replaying after worker kills (issue 8, item 2)."""
+    return {
+        "max_cached_workflows": settings.workflow_cache_size,
+        # With a cache, a workflow's next task goes to the sticky queue of the worker that cached
+        # it; if that worker was killed, the server moves the task to the shared queue only after
+        # this wait (SDK default 10 s: every incident the dead worker held stalled for 10 s).
+        "sticky_queue_schedule_to_start_timeout": STICKY_TIMEOUT,
+    }
+
+
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """The main worker (workflows, notifications, records) and the Salesforce worker."""
     main = Worker(
@@ -37,12 +52,7 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=[*notify.ACTIVITIES, *records.ACTIVITIES],  # type: ignore[list-item]
-        # A workflow's next task goes to the sticky queue of the worker that cached it; if that
-        # worker was killed, the server moves the task to the shared queue only after this wait
-        # (SDK default 10 s: a SIGKILL stalled every incident the worker held for 10 s). A live
-        # worker takes its sticky tasks in milliseconds; one backlogged over 2 s only costs a
-        # replay of the workflow on whichever worker takes it from the shared queue.
-        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+        **workflow_worker_options(settings),
     )
     return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]
 

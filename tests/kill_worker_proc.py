@@ -1,0 +1,38 @@
+"""Worker A of ``tests/test_kill_replay.py``: incident workflows in a process of its own, so the
+test can SIGKILL it. ``python -m tests.kill_worker_proc TARGET NAMESPACE QUEUE MODE`` where MODE is
+``project`` (the project's workflow worker options) or ``cached`` (the SDK's defaults)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from connection import DATA_CONVERTER
+from settings import get_settings
+from worker import workflow_worker_options
+from workflows.archive import ArchiveIncidentWorkflow
+from workflows.incident import IncidentWorkflow
+
+
+def options(mode: str) -> dict[str, Any]:
+    if mode == "project":
+        return workflow_worker_options(get_settings())
+    return {"sticky_queue_schedule_to_start_timeout": timedelta(seconds=10)}  # the SDK default
+
+
+async def main() -> None:
+    target, namespace, queue, mode = sys.argv[1:5]
+    client = await Client.connect(target, namespace=namespace, data_converter=DATA_CONVERTER)
+    workflows = [IncidentWorkflow, ArchiveIncidentWorkflow]
+    async with Worker(client, task_queue=queue, workflows=workflows, **options(mode)):
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
