@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench record-histories clean
+.PHONY: install run demo test lint house bench chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ house: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
+# and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.
+chaos: install
+	$(BIN)/python -m bench.chaos $(ARGS)
 
 record-histories: install
 	$(BIN)/python scripts/record_histories.py
