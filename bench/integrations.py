@@ -126,6 +126,7 @@ def _percentile(values: list[float], q: float) -> float:
 def sandbox_process(env: dict[str, str]) -> Iterator[str]:
     """``python -m sandbox`` in its own process (the vendors do not share our GIL); its URL."""
     host, port = env["CR_SANDBOX_HOST"], int(env["CR_SANDBOX_PORT"])
+    env = {**env, "CR_SANDBOX_STATE_FILE": ":memory:"}  # a bench never touches .data/
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox"], env=env, stdout=subprocess.DEVNULL,
         start_new_session=True,

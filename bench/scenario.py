@@ -38,6 +38,8 @@ description: One Case, three comments, a Slack post, two SLA breaches that page 
 default_severity: sev1
 channel: "#tns-e2e"
 escalation_policy: tns-e2e
+events:
+  contained: {description: The commander says the incident is contained}
 sla:
   acknowledge:
     due: 1s
@@ -118,6 +120,7 @@ def expected_messages(incident_id: str, severity: str = "sev1") -> list[str]:
     return [
         f"{incident_id}: case opened, triage started",
         f"{label}: SLA breached on incident.acknowledge",
+        f"{label}: closed; pages resolved ({', '.join(PAGED_POLICIES)})",
     ]
 
 
@@ -247,6 +250,7 @@ class IncidentTally:
     comments: list[str] = field(default_factory=list)  # bodies, in creation order
     alerts: dict[str, int] = field(default_factory=dict)  # dedup key -> times opened
     pagerduty_events: int = 0
+    unresolved: list[str] = field(default_factory=list)  # alerts still open after the close
     messages: list[str] = field(default_factory=list)  # texts, in posting order
 
     @property
@@ -267,6 +271,8 @@ class IncidentTally:
         wanted_alerts = {f"{iid}:{policy}": 1 for policy in PAGED_POLICIES}
         if self.alerts != wanted_alerts:
             out.append(f"{iid}: alerts {self.alerts!r}")
+        if self.unresolved:
+            out.append(f"{iid}: alerts still open after the close: {self.unresolved!r}")
         if Counter(self.messages) != Counter(expected_messages(iid)):
             out.append(f"{iid}: Slack messages {self.messages!r}")
         return out
@@ -292,6 +298,8 @@ def tally(snapshot: dict[str, Any], incident_ids: list[str]) -> dict[str, Incide
         iid = str(alert["dedup_key"]).rpartition(":")[0]
         if iid in out:
             out[iid].alerts[alert["dedup_key"]] = alert["opened"]
+            if alert.get("status") != "resolved":
+                out[iid].unresolved.append(str(alert["dedup_key"]))
     for event in snapshot["pagerduty"]["events"]:
         iid = str(event["dedup_key"]).rpartition(":")[0]
         if iid in out:

@@ -88,10 +88,12 @@ def details(entries: list[Any], step: str) -> list[str]:
 
 
 def assert_clean(entries: list[Any]) -> None:
-    """Every step completed, no notification gave up, the incident closed."""
+    """Every step completed, no notification gave up, the incident closed and its pages were
+    resolved."""
     kinds = [e.kind for e in entries]
     assert "step_failed" not in kinds and "notification_failed" not in kinds, kinds
-    assert "playbook_complete" in kinds and kinds[-1] == "closed"
+    assert "playbook_complete" in kinds and kinds.count("closed") == 1
+    assert kinds[-1] == "pages_resolved", kinds
 
 
 # --- The incident under 30% faults -----------------------------------------------------------
@@ -114,7 +116,7 @@ async def test_incident_under_30_percent_faults_and_a_dropped_commit(
     assert result.cases == 1 and result.duplicates == 0
     assert result.comments == expected_comments(iid)  # once each, in playbook order
     assert set(result.alerts) == {f"{iid}:lers-secondary", f"{iid}:tns-leadership"}
-    assert len(result.messages) == 2
+    assert len(result.messages) == 3  # triage, the acknowledge breach, the close
     # The faults really happened, and the dropped comment was found by its marker, not re-posted.
     assert rule_injections(snapshot, "drop_after_commit") == {"salesforce.create": 1}
     requests, injected = (
@@ -147,10 +149,10 @@ async def test_dropped_slack_pagerduty_and_upsert_responses_are_absorbed(
     result = tally(snapshot, [iid])[iid]
     assert result.problems() == []
     assert rule_injections(snapshot, "drop_after_commit") == drops
-    assert result.pagerduty_events == 3  # two alerts, one trigger sent twice
+    assert result.pagerduty_events == 5  # two alerts, one trigger sent twice, two resolves
     assert all(m["via"] == "api" for m in snapshot["slack"]["messages"])
     rows = ledger.deliveries(iid)
-    assert sorted(r.state for r in rows) == ["sent", "sent"] and max(r.attempts for r in rows) == 2
+    assert [r.state for r in rows] == ["sent"] * 3 and max(r.attempts for r in rows) == 2
     assert details(entries, "open-case") == ["case updated"]  # the replayed upsert found it
     assert_clean(entries)
 
