@@ -19,14 +19,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from playbooks.contract import BUILTIN_FIELDS, Loc, Problem, contract_problems
+from playbooks.fields import MAX_FIELD_LENGTH
 from playbooks.operations import OPERATIONS
 from playbooks.schema import ROLES, STEP_KINDS, Playbook
 
 PLAYBOOK_DIR = Path(__file__).parent
-# Facts every incident has, usable in templates next to the playbook's declared fields.
-BUILTIN_FIELDS = frozenset(
-    {"incident_id", "summary", "severity", "playbook", "opened_by", "owner", "step_id"}
-)
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9_.]+$")  # what workflows.rules.render substitutes
 # Model-level schema errors whose message names one key: point lint at that key when present.
@@ -36,9 +34,6 @@ _FOCUS = (
     ("go together", ("pauses_on", "resumes_on")),
     ("remind_before must be shorter", ("remind_before",)),
 )
-
-Loc = tuple[str | int, ...]
-Problem = tuple[Loc, str]
 
 
 @dataclass(frozen=True)
@@ -51,8 +46,17 @@ class LintError:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.field_path}: " if self.field_path else ""
-        return f"{self.file}:{self.line}: {where}{self.message}"
+        where = f"{_one_line(self.field_path)}: " if self.field_path else ""
+        return f"{self.file}:{self.line}: {where}{_one_line(self.message)}"
+
+
+def _one_line(text: str) -> str:
+    """One line, whatever the parser or the file said: whitespace runs folded, other control
+    characters (a key may hold anything) shown escaped."""
+    folded = " ".join(text.split(" "))
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in folded
+    ).replace("\\n  ", " ")
 
 
 class PlaybookError(Exception):
@@ -73,10 +77,33 @@ class LoadedPlaybook:
 
 
 def content_hash(playbook: Playbook) -> str:
-    """Hash of the canonical JSON of the playbook: blind to YAML layout, comments and key order."""
-    data = playbook.model_dump(mode="json", by_alias=True)
+    """Hash of the canonical JSON of the playbook: blind to YAML layout, comments and key order.
+
+    Keys added to the schema later are left out while they hold the value that means "as before"
+    (no ``events``, a field's implied ``type`` and default ``max_length``, an SLA ``anchor`` of
+    ``step``), so a playbook that does not use them keeps the hash it always had.
+    """
+    data = _as_before(playbook.model_dump(mode="json", by_alias=True))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _as_before(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_as_before(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _as_before(v) for k, v in value.items()}
+    if out.get("events") == {} and "steps" in out:
+        del out["events"]
+    for spec in out.get("fields", {}).values() if "steps" in out else ():
+        if spec.get("type") == ("choice" if spec.get("choices") else "text"):
+            del spec["type"]
+        if spec.get("max_length") == MAX_FIELD_LENGTH:
+            del spec["max_length"]
+    if out.get("anchor") == "step" and "due" in out:
+        del out["anchor"]
+    return out
 
 
 def load_playbook_file(path: str | Path) -> LoadedPlaybook:
@@ -240,7 +267,7 @@ def _semantic_problems(data: dict[str, Any], root: yaml.Node, stem: str) -> list
             )
         elif isinstance(sid, str):
             ids[sid] = loc
-    facts = declared | {"severity"}
+    facts = declared | BUILTIN_FIELDS
     facts |= {f"decision.{s['id']}" for s, *_ in steps if s.get("kind") == "approval" and "id" in s}
 
     for step, loc, siblings, index in steps:
@@ -248,7 +275,8 @@ def _semantic_problems(data: dict[str, Any], root: yaml.Node, stem: str) -> list
         if step.get("kind") == "branch":
             later = [s.get("id") for s in siblings[index + 1 :] if isinstance(s, dict)]
             problems += _branch_problems(step, loc, set(ids), later, facts)
-    return problems + _template_problems(data, (), facts | BUILTIN_FIELDS)
+    problems += contract_problems(data, steps)
+    return problems + _template_problems(data, (), facts)
 
 
 def _list(value: Any) -> list[Any]:
@@ -322,7 +350,7 @@ def _condition_problems(when: Any, loc: Loc, facts: set[str]) -> list[Problem]:
     problems: list[Problem] = []
     field = when.get("field")
     if isinstance(field, str) and field not in facts:
-        message = f"condition on {field!r}, which is neither a declared field, severity,"
+        message = f"condition on {field!r}, which is neither a declared field, a built-in fact"
         problems.append(((*loc, "field"), message + " nor decision.<approval step id>"))
     for key in ("all", "any"):
         for i, sub in enumerate(_list(when.get(key))):

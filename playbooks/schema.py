@@ -8,18 +8,16 @@ the workflow sandbox may import it.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, model_validator
+
+from playbooks import fields as _fields
+from playbooks.durations import Duration
+from playbooks.durations import format_duration as format_duration
+from playbooks.durations import parse_duration as parse_duration
+from playbooks.fields import EventSpec, FieldSpec, StrictModel
 
 SEVERITIES = ("sev0", "sev1", "sev2", "sev3")
 Severity = Literal["sev0", "sev1", "sev2", "sev3"]
@@ -46,62 +44,8 @@ ROLES = frozenset(
     }
 )
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
-
-def parse_duration(value: Any) -> timedelta:
-    """Accept ``90d``, ``1h30m``, ``15m``, ``2w``, a number of seconds, or a timedelta.
-
-    Negative durations are refused here so that lint can name the field.
-    """
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        negative = text.startswith("-")
-        body = text.lstrip("+-").replace(" ", "")
-        if not body or _DURATION_PART.sub("", body):
-            raise ValueError(f"not a duration: {value!r} (use e.g. 15m, 4h, 90d, 1h30m)")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(body))
-        if negative:
-            seconds = -seconds
-    else:
-        raise ValueError(f"not a duration: {value!r}")
-    if seconds < 0:
-        raise ValueError(f"negative duration {value!r}: durations must be zero or more")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    """Inverse of ``parse_duration``, used for hashing and for humans (``1d2h``, ``0.05s``).
-
-    Sub-second parts are kept (a retry interval of 50 ms must reach the workflow as such); whole
-    seconds print exactly as before, so existing playbook hashes do not change.
-    """
-    total = value.total_seconds()
-    seconds, fraction = int(total), round(total - int(total), 6)
-    parts = []
-    for unit in ("d", "h", "m", "s"):
-        n, seconds = divmod(seconds, _UNIT_SECONDS[unit])
-        if unit == "s" and fraction:
-            parts.append(f"{n + fraction:g}s")
-        elif n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts) or "0s"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
-]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_Model = StrictModel
 
 
 # --- Conditions (branch) ------------------------------------------------------------------
@@ -193,12 +137,24 @@ def _escalations(value: Any) -> Any:
     return [value] if isinstance(value, str | dict) else value
 
 
+ANCHOR_PATTERN = r"^(step|incident|field:[A-Za-z0-9_]+|step:[a-z0-9][a-z0-9_-]*)$"
+
+
+def parse_anchor(anchor: str) -> tuple[str, str]:
+    """``field:aware_at`` -> ``("field", "aware_at")``; ``incident`` -> ``("incident", "")``."""
+    kind, _, name = anchor.partition(":")
+    return kind, name
+
+
 class Sla(_Model):
     """A deadline on a step or the incident: warn at ``warn_at``, breach at ``due``.
 
     ``clock: business`` counts only the team's business hours; ``pauses_on``/``resumes_on`` stop the
     clock while waiting on an outside party. ``legal: true`` marks a statutory clock, which must run on
-    the wall clock and never pause.
+    the wall clock and never pause. ``anchor`` says when the clock starts: ``step`` (when its step
+    starts; for an incident clock, when the incident opens), ``incident`` (when the incident
+    opened), ``field:<name>`` (a datetime incident field, e.g. ``field:aware_at``) or
+    ``step:<id>`` (when another step started). A legal clock often starts before its step does.
     """
 
     due: Duration
@@ -210,6 +166,7 @@ class Sla(_Model):
     pauses_on: list[str] = Field(default_factory=list)
     resumes_on: list[str] = Field(default_factory=list)
     legal: bool = False
+    anchor: str = Field(default="step", pattern=ANCHOR_PATTERN)
 
     @model_validator(mode="after")
     def _consistent(self) -> Sla:
@@ -339,14 +296,6 @@ Step = Annotated[
 STEP_KINDS = ("action", "approval", "wait_for", "timer", "branch", "parallel")
 
 
-class FieldSpec(_Model):
-    """An incident field the playbook expects at open (e.g. ``jurisdiction``)."""
-
-    description: str = ""
-    required: bool = False
-    choices: list[str] | None = None
-
-
 class Playbook(_Model):
     """One playbook, exactly as snapshotted into an incident."""
 
@@ -358,6 +307,9 @@ class Playbook(_Model):
     channel: str = "#tns-critical-response"
     escalation_policy: str = "tns-critical-response"
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    # The outside events the playbook accepts and the fields each may set. Empty: a snapshot from
+    # before events were declared, which accepts every event, as it did then.
+    events: dict[str, EventSpec] = Field(default_factory=dict)
     sla: IncidentSla = Field(default_factory=IncidentSla)
     # Most incidents stay open for the commander to close; a purely automated playbook may end
     # the incident itself when its last step is done.
@@ -367,6 +319,15 @@ class Playbook(_Model):
     def iter_steps(self) -> list[StepModel]:
         """Every step, nested ones included, in document order."""
         return list(walk_steps(self.steps))
+
+    def check_event(self, name: str, data: dict[str, str]) -> str | None:
+        """Why event ``name`` carrying ``data`` is refused (undeclared event, a field it may not
+        set, an invalid value), or None; a playbook that declares no events accepts every one."""
+        return _fields.check_event(self.name, self.events, self.fields, name, data)
+
+    def check_fields(self, fields: dict[str, str]) -> list[str]:
+        """Every problem with the fields given at open (unknown, required missing, invalid)."""
+        return _fields.check_fields(self.name, self.fields, fields)
 
 
 StepModel = ActionStep | ApprovalStep | WaitForStep | TimerStep | BranchStep | ParallelStep

@@ -270,7 +270,8 @@ def test_legal_clock_cannot_pause(tmp_path: Path) -> None:
     sla = (
         "    sla:\n      due: 72h\n      legal: true\n      pauses_on: [x]\n      resumes_on: [y]\n"
     )
-    [error] = lint_file(write(tmp_path, OPEN_CASE + sla))
+    events = "events: {x: {}, y: {}}\n"
+    [error] = lint_file(write(tmp_path, OPEN_CASE + sla + events))
     assert where([error]) == [(15, "steps[0].sla.pauses_on")]
     assert error.message == "a legal clock runs on the wall clock and never pauses"
 
@@ -379,3 +380,221 @@ def test_list_playbooks_fails_with_the_problems_of_every_file(tmp_path: Path) ->
         ("worse.yaml", "name"),
         ("worse.yaml", "steps[0].activity"),
     ]
+
+
+# --- Declared events and fields -------------------------------------------------------------------
+
+# A playbook that declares its events; `steps:` is on line 14.
+EVENTS_HEAD = """\
+name: demo
+version: 1
+title: Demo
+fields:
+  jurisdiction: {choices: [us, eu]}
+  aware_at: {type: datetime}
+  contact: {type: email}
+events:
+  evidence_in:
+    sets: [contact]
+  vendor_waiting: {}
+  vendor_replied: {}
+sla: {acknowledge: {due: 15m}}
+steps:
+"""
+WAIT = """\
+  - id: evidence
+    kind: wait_for
+    owner: lers
+    event: evidence_in
+    sla: {due: 1h, pauses_on: [vendor_waiting], resumes_on: [vendor_replied]}
+"""  # lines 15-19
+
+
+def test_declared_events_lint_clean(tmp_path: Path) -> None:
+    assert lint_file(write(tmp_path, WAIT, head=EVENTS_HEAD)) == []
+
+
+def test_awaited_events_must_be_declared(tmp_path: Path) -> None:
+    steps = WAIT.replace("event: evidence_in", "event: evidense_in").replace(
+        "resumes_on: [vendor_replied]", "resumes_on: [vendor_back]"
+    )
+    errors = lint_file(write(tmp_path, steps, head=EVENTS_HEAD))
+    # evidence_in is now awaited by nobody, but it still sets a field: people may send it.
+    assert [(e.line, e.field_path, e.message.split(" is ")[0]) for e in errors] == [
+        (12, "events.vendor_replied", "event vendor_replied"),
+        (18, "steps[0].event", "event 'evidense_in'"),
+        (19, "steps[0].sla.resumes_on[0]", "event 'vendor_back'"),
+    ]
+    assert errors[0].message == (
+        "event vendor_replied is awaited by no step and sets no field: it would do nothing"
+    )
+    assert errors[1].message == (
+        "event 'evidense_in' is not declared under events (evidence_in, vendor_replied, "
+        "vendor_waiting)"
+    )
+
+
+def test_a_playbook_that_waits_for_events_must_declare_them(tmp_path: Path) -> None:
+    [error] = lint_file(write(tmp_path, WAIT))
+    assert where([error]) == [(1, "events")]
+    assert error.message.startswith(
+        "the playbook waits for events (evidence_in, vendor_replied, vendor_waiting) but declares"
+        " none"
+    )
+
+
+def test_events_set_declared_fields_only_and_names_are_plain(tmp_path: Path) -> None:
+    head = EVENTS_HEAD.replace("sets: [contact]", "sets: [contact, retailer_email]").replace(
+        "  vendor_waiting: {}", "  Vendor-Waiting: {sets: [contact]}\n  vendor_waiting: {}"
+    )
+    errors = lint_file(write(tmp_path, WAIT.replace("15", "16"), head=head))
+    assert [(e.line, e.field_path) for e in errors] == [
+        (10, "events.evidence_in.sets[1]"),
+        (11, "events.Vendor-Waiting"),
+    ]
+    assert errors[0].message == (
+        "event evidence_in sets 'retailer_email', which is not a declared field "
+        "(jurisdiction, aware_at, contact)"
+    )
+    assert "lower-case letters, digits and _" in errors[1].message
+
+
+def test_field_names_never_hide_a_built_in_fact(tmp_path: Path) -> None:
+    head = HEAD.replace("fields:\n", "fields:\n  summary: {}\n  Bad-Name: {}\n")
+    errors = lint_file(write(tmp_path, OPEN_CASE, head=head))
+    assert [(e.field_path, e.message.split(";")[0]) for e in errors] == [
+        ("fields.summary", "field 'summary' would hide the built-in fact summary"),
+        ("fields.Bad-Name", "field name 'Bad-Name': use lower-case letters, digits and _"),
+    ]
+
+
+def test_field_types_and_choices_agree(tmp_path: Path) -> None:
+    head = HEAD.replace(
+        "fields:\n", "fields:\n  a: {type: choice}\n  b: {type: email, choices: [x]}\n"
+    )
+    errors = lint_file(write(tmp_path, OPEN_CASE, head=head))
+    assert [(e.line, e.field_path, e.message) for e in errors] == [
+        (5, "fields.a", "a field of type choice lists its choices"),
+        (6, "fields.b", "choices go with type choice, not email"),
+    ]
+
+
+def test_a_timer_until_field_must_be_a_datetime(tmp_path: Path) -> None:
+    steps = "  - {id: wait, kind: timer, owner: system, until_field: contact}\n"
+    head = HEAD.replace("fields:\n", "fields:\n  contact: {type: email}\n")
+    [error] = lint_file(write(tmp_path, steps, head=head))
+    assert error.field_path == "steps[0].until_field"
+    assert error.message == "until_field 'contact' is a email field; a timer needs type: datetime"
+
+
+def test_conditions_and_templates_may_read_built_in_facts(tmp_path: Path) -> None:
+    steps = """\
+      - id: route
+        kind: branch
+        owner: lers
+        cases:
+          - when: {field: playbook, equals: demo}
+            steps:
+              - id: tell
+                kind: action
+                owner: lers
+                activity: notify.slack
+                args: {text: "{{ owner }} opened by {{ opened_by }} ({{ step_id }})"}
+          - when: {field: owner_email, exists: true}
+            steps: []
+    """
+    [error] = lint_file(write(tmp_path, OPEN_CASE + block(steps)))
+    assert error.field_path == "steps[1].cases[1].when.field"
+    assert error.message.startswith("condition on 'owner_email', which is neither a declared field")
+
+
+# --- SLA anchors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("anchor", "message"),
+    [
+        ("incident", None),
+        ("field:aware_at", None),
+        ("step:evidence", "anchor step:evidence is this step itself; leave anchor out"),
+        ("step:open-case", None),
+        ("field:contact", "anchor field:contact: 'contact' is a email field; a clock needs"),
+        ("field:nope", "anchor field:nope: 'nope' is not a declared field"),
+        ("step:nowhere", "anchor step:nowhere: no step has the id 'nowhere'"),
+        ("tomorrow", "String should match pattern"),
+    ],
+)
+def test_step_clock_anchors(tmp_path: Path, anchor: str, message: str | None) -> None:
+    steps = OPEN_CASE + WAIT.replace("sla: {due: 1h,", f"sla: {{due: 1h, anchor: '{anchor}',")
+    errors = lint_file(write(tmp_path, steps, head=EVENTS_HEAD))
+    if message is None:
+        assert errors == []
+    else:
+        [error] = errors
+        assert (error.line, error.field_path) == (24, "steps[1].sla.anchor")
+        assert error.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("anchor", "ok"), [("incident", True), ("field:aware_at", True), ("step:evidence", False)]
+)
+def test_incident_clock_anchors(tmp_path: Path, anchor: str, ok: bool) -> None:
+    head = EVENTS_HEAD.replace(
+        "{acknowledge: {due: 15m}}", f"{{acknowledge: {{due: 15m, anchor: '{anchor}'}}}}"
+    )
+    errors = lint_file(write(tmp_path, WAIT, head=head))
+    assert [(e.line, e.field_path, e.message) for e in errors] == (
+        []
+        if ok
+        else [
+            (
+                13,
+                "sla.acknowledge.anchor",
+                "anchor step:evidence: an incident clock starts at incident or field:<name>",
+            )
+        ]
+    )
+
+
+# --- The incident's resolve SLA against its own steps --------------------------------------------
+
+
+def resolve_head(due: str, clock: str = "wall") -> str:
+    return EVENTS_HEAD.replace(
+        "sla: {acknowledge: {due: 15m}}", f"sla: {{resolve: {{due: {due}, clock: {clock}}}}}"
+    )
+
+
+LONG_STEPS = """\
+  - {id: decide, kind: approval, owner: mgr, roles: [mgr], sla: {due: 72h}}
+  - {id: review, kind: approval, owner: ic, roles: [ic], sla: {due: 40h, clock: business}}
+"""
+
+
+def test_resolve_shorter_than_a_step_names_the_longest_step(tmp_path: Path) -> None:
+    [error] = lint_file(write(tmp_path, WAIT + LONG_STEPS, head=resolve_head("30m")))
+    assert (error.line, error.field_path) == (13, "sla.resolve.due")
+    assert error.message == (
+        "the incident's resolve SLA (30m) is shorter than step review's SLA (40h business) and 2"
+        " other step(s): every incident would breach it with every step on time; make it at"
+        " least 7d"
+    )
+
+
+def test_business_hours_weigh_a_working_week_against_wall_time(tmp_path: Path) -> None:
+    # 40 business hours are a working week: 7 calendar days; 72 h would still breach.
+    [error] = lint_file(write(tmp_path, WAIT + LONG_STEPS, head=resolve_head("72h")))
+    assert "step review's SLA (40h business)" in error.message
+    assert lint_file(write(tmp_path, WAIT + LONG_STEPS, head=resolve_head("7d"))) == []
+    # On a business resolve clock, 17.2 business hours are 72 wall hours: 16h is too short.
+    [error] = lint_file(write(tmp_path, WAIT + LONG_STEPS, head=resolve_head("16h", "business")))
+    assert error.message.startswith("the incident's resolve SLA (16h business) is shorter than")
+    assert error.message.endswith("make it at least 40h business")
+    assert lint_file(write(tmp_path, WAIT + LONG_STEPS, head=resolve_head("40h", "business"))) == []
+
+
+def test_resolve_shorter_than_a_fixed_timer(tmp_path: Path) -> None:
+    timer = "  - {id: hold, kind: timer, owner: system, duration: 90d}\n"
+    [error] = lint_file(write(tmp_path, WAIT + timer, head=resolve_head("30d")))
+    assert "timer step hold (90d)" in error.message
+    assert lint_file(write(tmp_path, WAIT + timer, head=resolve_head("91d"))) == []

@@ -64,8 +64,10 @@ def test_playbook_basics(name: str) -> None:
     playbook = loaded.playbook
     assert loaded.path == PLAYBOOK_DIR / f"{name}.yaml"
     assert (playbook.version, playbook.name) == (1, name)
-    assert playbook.title and playbook.fields
-    assert playbook.sla.acknowledge is not None and playbook.sla.resolve is not None
+    assert playbook.title and playbook.fields and playbook.events
+    assert playbook.sla.acknowledge is not None
+    # legal-process lasts until dates from the document (return date, NDO expiry): no resolve SLA.
+    assert (playbook.sla.resolve is None) == (name == "legal-process")
     assert all(s.owner in ROLES for s in playbook.iter_steps())
     first = playbook.steps[0]
     if name == "physical-safety":  # a parallel comes first; the case opens inside it
@@ -73,17 +75,171 @@ def test_playbook_basics(name: str) -> None:
     assert isinstance(first, ActionStep) and first.activity == "salesforce.upsert_case"
 
 
-def test_incident_clocks_follow_the_severity_tiers() -> None:
+def test_incident_acknowledge_clocks_follow_the_severity_tiers() -> None:
     expected = {
-        "sev0": (timedelta(minutes=5), timedelta(minutes=30), "wall"),
-        "sev1": (timedelta(minutes=15), timedelta(hours=2), "wall"),
-        "sev2": (timedelta(hours=4), timedelta(hours=8), "business"),
+        "sev0": (timedelta(minutes=5), "wall"),
+        "sev1": (timedelta(minutes=15), "wall"),
+        "sev2": (timedelta(hours=4), "business"),
     }
     for loaded in list_playbooks():
         sla = loaded.playbook.sla
-        assert sla.acknowledge and sla.resolve
-        got = (sla.acknowledge.due, sla.resolve.due, sla.acknowledge.clock)
+        assert sla.acknowledge
+        got = (sla.acknowledge.due, sla.acknowledge.clock)
         assert got == expected[loaded.playbook.default_severity], loaded.playbook.name
+
+
+RESOLVE = {
+    "physical-safety": timedelta(days=14),
+    "threat-self-harm": timedelta(days=3),
+    "account-takeover": timedelta(days=4),
+    "product-recall": timedelta(days=3),
+    "emergency-disclosure": timedelta(days=33),
+    "preservation": timedelta(days=195),
+    "child-safety": timedelta(days=372),
+}
+
+
+def test_no_incident_resolves_later_than_its_steps_and_timers_allow() -> None:
+    """Issue 8 item 9: a resolve SLA shorter than its own steps' SLAs breached every incident."""
+    for loaded in list_playbooks():
+        playbook, resolve = loaded.playbook, loaded.playbook.sla.resolve
+        if resolve is None:
+            continue
+        assert resolve.clock == "wall" and resolve.due == RESOLVE[playbook.name]
+        for s in playbook.iter_steps():
+            if s.sla is not None:
+                step_due = s.sla.due * (4.2 if s.sla.clock == "business" else 1)
+                assert step_due <= resolve.due, (playbook.name, s.id)
+            if isinstance(s, TimerStep) and s.duration is not None:
+                assert s.duration < resolve.due, (playbook.name, s.id)
+
+
+def test_physical_safety_resolves_after_the_decision_and_the_review() -> None:
+    sla = load_playbook("physical-safety").playbook.sla
+    assert sla.acknowledge and sla.acknowledge.due == timedelta(minutes=5)
+    assert sla.resolve and sla.resolve.due >= timedelta(hours=72) + timedelta(days=7)
+    assert step("physical-safety", "contain").sla.due == timedelta(hours=1)  # contain 1 h
+
+
+# --- Declared events and fields ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_awaited_event_is_declared_and_sets_declared_fields(name: str) -> None:
+    playbook = load_playbook(name).playbook
+    awaited = {s.event for s in playbook.iter_steps() if isinstance(s, WaitForStep)}
+    assert awaited <= set(playbook.events)
+    for event, spec in playbook.events.items():
+        assert set(spec.sets) <= set(playbook.fields), event
+        assert spec.description, event
+        assert event in awaited or spec.sets, event
+    assert playbook.check_event("no_such_event", {}) is not None
+
+
+EVENTS = {
+    "physical-safety": {
+        "safety_call_made": ["call_outcome"],
+        "accused_on_hold": ["accused_id"],
+        "evidence_preserved": [],
+        "classified": ["category"],
+        "art18_report_sent": [],
+        "parties_updated": [],
+        "retailer_identified": ["retailer_involved", "retailer_contact_email"],
+        "review_done": [],
+    },
+    "preservation": {
+        "legal_hold_taken": ["snapshot_ref"],
+        "preservation_renewed": ["requester_reference"],
+    },
+    "emergency-disclosure": {"data_produced": []},
+    "legal-process": {
+        "service_checked": ["return_date", "ndo_expiry", "issuer_email"],
+        "user_notified": [],
+        "production_sent": [],
+    },
+    "account-takeover": {
+        "safety_plan_made": [],
+        "account_secured": [],
+        "exposure_checked": ["wider_compromise", "aware_at"],
+        "evidence_preserved": [],
+        "art18_report_sent": [],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_events_and_what_they_may_set(name: str) -> None:
+    events = load_playbook(name).playbook.events
+    assert {event: spec.sets for event, spec in events.items()} == EVENTS[name]
+
+
+def test_the_readme_safety_call_is_the_playbooks_event() -> None:
+    """The README's walk-through sends `safety_call_made --data call_outcome=reached`."""
+    playbook = load_playbook("physical-safety").playbook
+    assert playbook.check_event("safety_call_made", {"call_outcome": "reached"}) is None
+    assert playbook.check_event("safety_call_done", {}) == (
+        "event safety_call_done is not declared by playbook physical-safety; expected one of: "
+        "accused_on_hold, art18_report_sent, classified, evidence_preserved, parties_updated, "
+        "retailer_identified, review_done, safety_call_made"
+    )
+    assert playbook.check_event("safety_call_made", {"outcome": "reached"}) == (
+        "event safety_call_made may set only: call_outcome (not outcome)"
+    )
+
+
+def test_an_event_cannot_redirect_the_retailer_notice() -> None:
+    """Issue 8 item 11: an event redirected retailer_contact_email to an outside address."""
+    playbook = load_playbook("physical-safety").playbook
+    hijack = {"retailer_contact_email": "attacker@example.org"}
+    assert playbook.check_event("parties_updated", hijack) == (
+        "event parties_updated sets no fields (not retailer_contact_email)"
+    )
+    assert playbook.check_event("retailer_identified", {"retailer_contact_email": "nope"}) == (
+        "event retailer_identified: field retailer_contact_email is not an email address; "
+        "expected one address like name@example.org"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("legal-process", {"return_date": "datetime", "ndo_expiry": "datetime"}),
+        ("account-takeover", {"aware_at": "datetime", "account_id": "id"}),
+        ("preservation", {"received_at": "datetime", "requester_email": "email"}),
+        ("threat-self-harm", {"at_risk_phone": "phone", "jurisdiction": "choice"}),
+        ("physical-safety", {"retailer_contact_email": "email", "category": "choice"}),
+        ("product-recall", {"retailer_contact_email": "email", "upc": "id"}),
+    ],
+)
+def test_fields_that_reach_a_vendor_or_a_clock_are_typed(name: str, fields: dict[str, str]):
+    specs = load_playbook(name).playbook.fields
+    assert {f: specs[f].type for f in fields} == fields
+
+
+# --- Statutory clocks from the right moment ----------------------------------------------------
+
+
+ANCHORED = {
+    ("account-takeover", "breach-notification"): "field:aware_at",  # GDPR Art. 33, from awareness
+    ("preservation", "legal-hold-snapshot"): "field:received_at",  # from the request's receipt
+    ("child-safety", "cybertip-report"): "incident",  # from actual knowledge
+    ("product-recall", "rfr-report"): "incident",  # from learning of the problem
+    ("product-recall", "send-notices"): "incident",  # within 24 h of the recall
+    ("legal-process", "art10-acknowledgement"): "incident",  # DSA Art. 10, from receipt
+    ("emergency-disclosure", "legal-determination"): "incident",  # 1 h to a decision
+}
+
+
+def test_clocks_that_start_before_their_step_are_anchored() -> None:
+    anchored = {
+        (loaded.playbook.name, s.id): s.sla.anchor
+        for loaded in list_playbooks()
+        for s in loaded.playbook.iter_steps()
+        if s.sla is not None and s.sla.anchor != "step"
+    }
+    assert anchored == ANCHORED
+    gdpr = step("account-takeover", "breach-notification").sla
+    assert gdpr.legal and gdpr.due == timedelta(hours=48) < timedelta(hours=72)
 
 
 def test_emergency_disclosure_verifies_then_legal_decides() -> None:

@@ -8,12 +8,13 @@ that DST shifts land where the team's wall clock says). Functions return new mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from playbooks.schema import Sla
+from playbooks.fields import parse_datetime
+from playbooks.schema import Sla, parse_anchor
 from workflows.models import BusinessCalendar, ClockView, SlaClock
 
 _ZERO = timedelta(0)
@@ -111,8 +112,50 @@ def add_counted(
     raise AssertionError("unreachable: _windows never ends")
 
 
+def anchor_start(
+    anchor: str,
+    *,
+    own_start: datetime,
+    opened_at: datetime,
+    fields: Mapping[str, str],
+    started: Mapping[str, datetime],
+    calendar: BusinessCalendar,
+) -> tuple[datetime, str | None]:
+    """When a clock anchored at ``anchor`` starts counting, and why it fell back, if it did.
+
+    ``step`` (the default) is ``own_start`` (the step's start; the opening for an incident clock);
+    ``incident`` is ``opened_at``; ``field:<name>`` is that incident field read as an ISO date-time
+    (a date or a time without a zone is in the calendar's time zone); ``step:<id>`` is when that
+    step started (``started`` holds the steps that did). A field that is missing or not a date-time,
+    or a step that has not started, falls back to ``own_start`` with the reason.
+    """
+    kind, name = parse_anchor(anchor)
+    if kind == "incident":
+        return _utc(opened_at), None
+    if kind == "field":
+        raw = fields.get(name, "")
+        if not raw.strip():
+            return _utc(own_start), f"field {name} is not set"
+        moment = parse_datetime(raw)
+        if moment is None:
+            return _utc(own_start), f"field {name} is not an ISO date-time ({raw[:40]!r})"
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            return _local_to_utc(moment.date(), moment.time(), ZoneInfo(calendar.timezone)), None
+        return _utc(moment), None
+    if kind == "step" and name:
+        at = started.get(name)
+        if at is None:
+            return _utc(own_start), f"step {name} has not started"
+        return _utc(at), None
+    return _utc(own_start), None
+
+
 def start_clock(name: str, sla: Sla, now: datetime, calendar: BusinessCalendar) -> SlaClock:
-    """A clock running from ``now`` with its deadline projected."""
+    """A clock running from ``now`` with its deadline projected.
+
+    ``now`` may lie in the past (a clock anchored before its step: ``anchor_start``); the clock has
+    then counted since, and may already be past its warning or its deadline.
+    """
     now = _utc(now)
     clock = SlaClock(
         name=name,
@@ -187,16 +230,21 @@ def instant_of(
 
 
 def next_threshold(
-    clock: SlaClock, calendar: BusinessCalendar
+    clock: SlaClock, calendar: BusinessCalendar, now: datetime | None = None
 ) -> tuple[Literal["warn", "due"], datetime] | None:
     """The next threshold to fire and when, so the workflow can sleep exactly until then.
 
-    The warning is skipped once the clock has breached (a late warning is only noise).
+    The warning is skipped once the clock has breached (a late warning is only noise), and, when
+    ``now`` is given, once the deadline itself has passed: a clock that starts after its deadline
+    (anchored in the past) goes straight to its breach.
     """
     if clock.stopped_at is not None or clock.running_since is None:
         return None
     if clock.warn_at is not None and clock.warned_at is None and clock.breached_at is None:
         at = instant_of(clock, clock.warn_at, calendar)
+        due = instant_of(clock, clock.due, calendar)
+        if now is not None and due is not None and due <= _utc(now):
+            return ("due", due)
         return ("warn", at) if at is not None else None
     if clock.breached_at is None:
         at = instant_of(clock, clock.due, calendar)

@@ -30,7 +30,9 @@ class IncidentSlaRace(IncidentOutbound):
         """Fire the warning and the breach of clock ``name`` until ``done()``."""
         while not done():
             clock = self.state.clocks[name]
-            upcoming = clocks.next_threshold(clock, self.inp.calendar)
+            # Only an anchored clock can start in the past; a legacy one keeps its exact commands.
+            now = workflow.now() if sla.anchor != "step" else None
+            upcoming = clocks.next_threshold(clock, self.inp.calendar, now)
             version = self._clock_version
             changed = lambda: done() or self._clock_version != version  # noqa: E731,B023
             if upcoming is None:
@@ -73,6 +75,17 @@ class IncidentSlaRace(IncidentOutbound):
                 )
             elif escalation.raise_severity:
                 new = rules.raised(self.state.severity, escalation.raise_severity)
+                if new == self.state.severity:
+                    # Already at the top: no "sev0 -> sev0" change; say so in the escalation.
+                    self._record(
+                        "escalation",
+                        f"{escalation.model_dump_json(exclude_none=True)} skipped: the incident"
+                        f" is already at {new}",
+                        step=name,
+                        clock=name,
+                        data={"skipped": "already_top_severity"},
+                    )
+                    continue
                 self._set_severity(new, "system", "system", f"SLA breach on {name}")
             elif escalation.fail and step is not None and step.id in self._bodies:
                 self._sla_failed.add(step.id)
@@ -85,9 +98,37 @@ class IncidentSlaRace(IncidentOutbound):
         for name in (ACK_CLOCK, RESOLVE_CLOCK):
             sla = self._sla_of(name)
             if sla is not None:
-                self.state.clocks[name] = clocks.start_clock(
-                    name, sla, workflow.now(), self.inp.calendar
-                )
+                self._start_clock(name, sla)
+
+    def _start_step_clock(self, step: StepModel) -> None:
+        """Start ``step``'s SLA clock (if it has one) at its anchor, as the step starts."""
+        if step.sla is not None:
+            self._start_clock(step.id, step.sla)
+
+    def _start_clock(self, name: str, sla: Sla) -> None:
+        """Start clock ``name`` at its anchor; a missing anchor counts from now, and says why."""
+        start, fallback = workflow.now(), None
+        if sla.anchor != "step":
+            started = {
+                sid: st.started_at for sid, st in self.state.steps.items() if st.status != "skipped"
+            }
+            start, fallback = clocks.anchor_start(
+                sla.anchor,
+                own_start=start,
+                opened_at=self.state.opened_at,
+                fields=self.state.fields,
+                started=started,
+                calendar=self.inp.calendar,
+            )
+        self.state.clocks[name] = clocks.start_clock(name, sla, start, self.inp.calendar)
+        if fallback is not None:
+            self._record(
+                "sla_anchor_fallback",
+                f"{name} counts from now, not from {sla.anchor}: {fallback}",
+                step=name,
+                clock=name,
+                data={"anchor": sla.anchor, "reason": fallback},
+            )
 
     def _incident_slas(self) -> list[tuple[str, Sla]]:
         """Incident clocks still running (a resumed run re-arms only those)."""
