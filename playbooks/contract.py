@@ -135,7 +135,7 @@ def _event_problems(data: dict[str, Any], steps: Steps, fields: dict[str, Any]) 
 
 
 def _anchor_problems(data: dict[str, Any], steps: Steps, fields: dict[str, Any]) -> list[Problem]:
-    ids = {s.get("id") for s, *_ in steps}
+    ids = {s.get("id") for s, *_ in steps if isinstance(s.get("id"), str)}
     problems: list[Problem] = []
     targets: list[tuple[Loc, Any, str | None]] = [
         (("sla", key), sla, None) for key, sla in _dict(data.get("sla")).items()

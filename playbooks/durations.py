@@ -6,6 +6,7 @@ canonical spelling the content hash sees, so it must never change for whole seco
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from pydantic import BeforeValidator, PlainSerializer
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_SECONDS = 36_500 * 86_400  # a century: longer than any legal hold, far inside timedelta's range
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -38,6 +40,8 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"not a duration: {value!r}")
     if seconds < 0:
         raise ValueError(f"negative duration {value!r}: durations must be zero or more")
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise ValueError(f"duration {value!r} is too long: at most 100 years (36500d)")
     return timedelta(seconds=seconds)
 
 

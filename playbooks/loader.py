@@ -46,17 +46,14 @@ class LintError:
     message: str
 
     def __str__(self) -> str:
-        where = f"{_one_line(self.field_path)}: " if self.field_path else ""
-        return f"{self.file}:{self.line}: {where}{_one_line(self.message)}"
+        where = f"{_escaped(self.field_path)}: " if self.field_path else ""
+        message = " ".join(self.message.split())  # one line, whatever the parser said
+        return f"{self.file}:{self.line}: {where}{_escaped(message)}"
 
 
-def _one_line(text: str) -> str:
-    """One line, whatever the parser or the file said: whitespace runs folded, other control
-    characters (a key may hold anything) shown escaped."""
-    folded = " ".join(text.split(" "))
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in folded
-    ).replace("\\n  ", " ")
+def _escaped(text: str) -> str:
+    """Control characters shown escaped: a key in a file may hold anything, a line may not."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 class PlaybookError(Exception):

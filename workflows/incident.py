@@ -29,7 +29,6 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from playbooks.schema import StepModel
-    from workflows import sla as clocks
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
     from workflows.signals import IncidentSignals
     from workflows.steps import IncidentSteps, StepFailed

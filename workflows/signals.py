@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RawValue
+from temporalio.converter import PayloadConverter
 
 with workflow.unsafe.imports_passed_through():
     from workflows.messages import IncidentMessages
@@ -40,7 +41,7 @@ class IncidentSignals(IncidentMessages):
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         try:
-            message = self._decode_signal(name, args)
+            message = decode_signal(name, args, workflow.payload_converter())
         except MessageRefused as refused:
             self._refuse_message(name, str(refused))
             return
@@ -49,28 +50,6 @@ class IncidentSignals(IncidentMessages):
         elif isinstance(message, ApprovalRequest):
             self._decide(message, "approve" if name == SIGNAL_APPROVE else "reject",
                          raise_refusal=False)  # fmt: skip
-
-    def _decode_signal(self, name: str, args: Sequence[RawValue]) -> BaseModel:
-        model = SIGNAL_MODELS.get(name)
-        if model is None:
-            raise MessageRefused(
-                f"unknown signal {name[:64]!r}; this incident accepts {', '.join(SIGNAL_MODELS)}"
-            )
-        if len(args) != 1:
-            raise MessageRefused(
-                f"{name} takes exactly one argument ({model.__name__}), got {len(args)}"
-            )
-        try:
-            value: Any = workflow.payload_converter().from_payload(args[0].payload, model)
-        except Exception as err:  # noqa: BLE001 - any decoding failure is a refusal, never a crash
-            raise MessageRefused(
-                f"{name}: not a valid {model.__name__}: {_first_line(err)}"
-            ) from None
-        if not isinstance(value, model):  # e.g. a binary/plain payload decodes to bytes
-            raise MessageRefused(
-                f"{name}: expected a JSON {model.__name__}, got {type(value).__name__}"
-            )
-        return value
 
     def _refuse_message(self, name: str, reason: str) -> None:
         self._record(
@@ -94,6 +73,33 @@ class IncidentSignals(IncidentMessages):
         self._pause_or_resume(event.name)
 
 
-def _first_line(err: Exception) -> str:
+def _first_line(err: Exception | str) -> str:
+    """One line of at most 200 characters: whatever a message carried cannot break a timeline."""
     text = " ".join(str(err).split())
     return text[:200] or type(err).__name__
+
+
+def decode_signal(name: str, args: Sequence[RawValue], converter: PayloadConverter) -> BaseModel:
+    """The signal's message as its model, or ``MessageRefused`` saying (in one line) why not.
+
+    Pure and deterministic (the same payloads always give the same answer), so it is safe in
+    workflow code and testable over any payload (tests/test_properties.py)."""
+    model = SIGNAL_MODELS.get(name)
+    if model is None:
+        raise MessageRefused(
+            f"unknown signal {_first_line(name)[:64]!r}; this incident accepts "
+            f"{', '.join(SIGNAL_MODELS)}"
+        )
+    if len(args) != 1:
+        raise MessageRefused(
+            f"{name} takes exactly one argument ({model.__name__}), got {len(args)}"
+        )
+    try:
+        value: Any = converter.from_payload(args[0].payload, model)
+    except Exception as err:  # noqa: BLE001 - any decoding failure is a refusal, never a crash
+        raise MessageRefused(f"{name}: not a valid {model.__name__}: {_first_line(err)}") from None
+    if not isinstance(value, model):  # e.g. a binary/plain payload decodes to bytes
+        raise MessageRefused(
+            f"{name}: expected a JSON {model.__name__}, got {type(value).__name__}"
+        )
+    return value
