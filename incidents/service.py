@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +78,7 @@ class OpenResult:
     run_id: str | None
     created: bool
     playbook_hash: str
+    ignored_fields: tuple[str, ...] = ()  # undeclared fields a system sent and the open left out
 
 
 def new_incident_id(now: datetime | None = None) -> str:
@@ -138,16 +139,9 @@ def build_input(
         raise OpenError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
     if not summary.strip():
         raise OpenError("--summary is required")
-    for name, spec in pb.fields.items():
-        value = fields.get(name, "")
-        if spec.required and not value:
-            raise OpenError(
-                f"field {name!r} is required by playbook {pb.name} (--field {name}=...)"
-            )
-        if value and spec.choices and value not in spec.choices:
-            raise OpenError(
-                f"field {name!r} must be one of {', '.join(spec.choices)}, not {value!r}"
-            )
+    problems = pb.check_fields(fields)
+    if problems:
+        raise OpenError("; ".join(problems))
     return IncidentInput(
         incident_id=incident_id,
         playbook=pb,
@@ -273,9 +267,19 @@ async def open_incident(
     incident_id: str,
     opened_by: str,
     settings: Settings | None = None,
+    drop_undeclared: bool = False,
 ) -> OpenResult:
-    """Open (or find) incident ``incident_id`` running ``playbook``."""
+    """Open (or find) incident ``incident_id`` running ``playbook``.
+
+    A person's undeclared field is refused; a system that forwards whatever its record holds
+    (intake) asks for ``drop_undeclared``: those fields are left out and named in the result."""
     settings = settings or get_settings()
+    ignored: tuple[str, ...] = ()
+    if drop_undeclared:
+        declared = load_playbook(playbook, settings.playbooks_dir).playbook.fields
+        if declared:
+            ignored = tuple(sorted(k for k in fields if k not in declared))
+            fields = {k: v for k, v in fields.items() if k in declared}
     inp = build_input(
         playbook=playbook,
         severity=severity,
@@ -285,4 +289,5 @@ async def open_incident(
         opened_by=opened_by,
         settings=settings,
     )
-    return await start_incident(client, inp, settings.task_queue)
+    result = await start_incident(client, inp, settings.task_queue)
+    return replace(result, ignored_fields=ignored)

@@ -147,6 +147,8 @@ async def _open(
         "run_id": result.run_id, "created": result.created, "playbook": rule.playbook,
         "severity": severity,
     }  # fmt: skip
+    if getattr(result, "ignored_fields", ()):
+        body["ignored_fields"] = list(result.ignored_fields)  # the playbook does not declare them
     return JSONResponse(body, 201 if result.created else 200)
 
 
@@ -180,7 +182,7 @@ def _temporal_opener(settings: Settings) -> Opener:
     async def opener(**kwargs: Any) -> Any:
         if not client:
             client.append(await connect(settings))
-        return await open_incident(client[0], **kwargs)
+        return await open_incident(client[0], drop_undeclared=True, **kwargs)
 
     return opener
 

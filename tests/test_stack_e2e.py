@@ -160,7 +160,8 @@ def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> 
     # Drive the playbook: send each awaited event, decide each approval as the right role.
     from playbooks.loader import load_playbook
 
-    steps = {s.id: s for s in load_playbook("preservation").playbook.iter_steps()}
+    loaded = load_playbook("preservation")
+    steps = {s.id: s for s in loaded.playbook.iter_steps()}
     sent: set[str] = set()
 
     def advance() -> bool:
@@ -169,7 +170,9 @@ def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> 
             step = steps[active["step_id"]]
             if step.kind == "wait_for" and step.id not in sent:
                 sent.add(step.id)
-                cli(env, "event", incident, step.event, "--data", "reference=REF-1")
+                sets = loaded.playbook.events[step.event].sets
+                data = [arg for name in sets[:1] for arg in ("--data", f"{name}=REF-1")]
+                cli(env, "event", incident, step.event, *data)
             if step.kind == "timer":
                 return True
         return False
@@ -343,3 +346,31 @@ def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
     cases = [c for c in sandbox["salesforce"]["records"]["Case"].values()
              if c.get("Incident_Id__c") == incident]  # fmt: skip
     assert len(cases) == 1
+
+
+def readme_walkthrough() -> list[list[str]]:
+    """The README's command block ("From another terminal"), as argument lists."""
+    import re
+    import shlex
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    block = re.search(r"From another terminal.*?```sh\n(.*?)```", readme, re.S)
+    assert block is not None, "the README lost its walk-through"
+    lines = block.group(1).replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.strip()]
+
+
+def test_the_readme_walkthrough_runs_as_written(stack: Stack) -> None:
+    """Every command of the README's walk-through, exactly as printed, succeeds on the embedded
+    stack, so the README cannot drift from the code again."""
+    commands = readme_walkthrough()
+    assert [c[0] for c in commands] == ["incident"] * len(commands)
+    assert len(commands) >= 10
+    for command in commands:
+        result = cli(stack.env, *command[1:])
+        assert "error" not in result.stderr.lower(), result.stderr
+    timeline = cli_json(stack.env, "timeline", "SF-00042")
+    kinds = [e["kind"] for e in timeline]
+    assert "approved" in kinds and kinds.count("closed") == 1
+    approved = next(e for e in timeline if e["kind"] == "approved")
+    assert (approved["step"], approved["actor"]) == ("retailer-notice-approval", "lena")

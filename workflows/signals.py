@@ -61,6 +61,17 @@ class IncidentSignals(IncidentMessages):
     def _on_event(self, event: ExternalEvent) -> None:
         if self.state.status == "closed":
             return
+        # The playbook declares the events it accepts and the fields each may set (a legacy
+        # snapshot declares none and accepts all, as it did when it was recorded).
+        if problem := self.inp.playbook.check_event(event.name, event.data):
+            self._record(
+                "message_refused",
+                problem[:REASON_MAX],
+                actor=event.actor,
+                data={"message": SIGNAL_EVENT, "event": event.name},
+                request_id=event.request_id,
+            )
+            return
         self.state.fields.update(event.data)
         self.state.events_pending[event.name] = self.state.events_pending.get(event.name, 0) + 1
         self._record(
