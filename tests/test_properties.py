@@ -25,8 +25,9 @@ PLAYBOOKS = sorted((Path(__file__).parent.parent / "playbooks").glob("*.yaml"))
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=4),  # fmt: skip
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),  # fmt: skip
     max_leaves=12,
 )
 encodings = st.sampled_from([b"json/plain", b"binary/plain", b"binary/null", b"json/protobuf",
@@ -90,8 +91,11 @@ def _mutations() -> st.SearchStrategy[str]:
     return st.builds(mutate, st.sampled_from(PLAYBOOKS), st.data())
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(text=_mutations() | st.text(max_size=300))
 def test_any_playbook_file_lints_to_clear_errors_never_a_crash(text, tmp_path_factory):
     path = tmp_path_factory.mktemp("pb") / "mutated.yaml"
@@ -116,8 +120,9 @@ commands = st.sampled_from([
 ])  # fmt: skip
 
 
-@settings(max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # capsys is read each time
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # capsys is read each time
 @given(command=commands, value=st.text(max_size=60))
 def test_any_command_line_ends_in_a_code_and_at_most_one_error_line(command, value, capsys):
     code = starter.run([*command, value])
