@@ -47,7 +47,7 @@ from audit.export import export_incident
 from audit.replay import load_document, rebuild
 from bench import chaos_report as report
 from bench.chaos_people import CASES, drive, fields_for, malformed_stream
-from bench.chaos_report import Evidence, Incident, Kill
+from bench.chaos_report import ACTIVITY, Evidence, Incident, Kill
 from bench.scenario import WRITE_ROUTES, fault_rules
 from connection import connect, exit_process
 from playbooks.loader import list_playbooks
@@ -153,10 +153,10 @@ async def watch_recovery(client: Client, kill: Kill, running: dict[tuple[str, st
             for key in [k for k in left if k[0] == iid]:
                 a = pending.get(key[1])
                 if a is None or (a.attempt > left[key] and a.state == _STARTED):
-                    kill.delays[f"{iid} {running[key]}"] = time.time() - kill.at
+                    kill.delays[(ACTIVITY, f"{iid} {running[key]}")] = time.time() - kill.at
                     del left[key]
         await asyncio.sleep(0.2)
-    kill.delays.update({f"{k[0]} {running[k]}": None for k in left})
+    kill.delays.update({(ACTIVITY, f"{k[0]} {running[k]}"): None for k in left})
 
 
 async def chaos(client: Client, run: Run, rng: random.Random, window: float) -> None:
@@ -270,7 +270,7 @@ async def run_chaos(run: Run, rng: random.Random) -> int:
     checks = [
         report.check_closed(run.incidents), report.check_task_failures(ev),
         report.check_malformed(run.incidents, run.malformed, ev), duplicates,
-        report.check_cases(snapshot, run.incidents, ev), report.check_steps(ev),
+        report.check_cases(snapshot, run.incidents, ev), report.check_steps(run.incidents, ev),
         await report.check_replay(ev, Path(run.settings.data_dir) / "evidence"),
         await asyncio.to_thread(report.check_verify, run.env), report.check_archive(run.incidents, ev),
         stall,
@@ -314,10 +314,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--latency-ms", type=int, default=200, help="added to every vendor call")
     add("--malformed", type=int, default=None, help="malformed messages (default 3 per incident)")
     add("--spacing", type=float, default=1.0, help="seconds between openings (at least)")
-    add("--timeout", type=float, default=300, help="seconds to drive one incident to close")
+    add("--timeout", type=float, default=600, help="seconds to drive one incident to close")
     add("--max-stall", type=float, default=5.0)
     add("--seed", type=int, default=None)
     add("--data-dir", type=Path, default=None)
+    add("--env", action="append", default=[], metavar="CR_X=V", help="a setting for the stack")
     args = parser.parse_args(argv)
     args.seed = args.seed if args.seed is not None else random.randrange(10**6)
     args.malformed = args.malformed if args.malformed is not None else 3 * args.incidents
@@ -329,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = cfg.data_dir or Path(tempfile.mkdtemp(prefix="cr-chaos-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     env = stack_env(data_dir)
+    env.update(dict(item.split("=", 1) for item in cfg.env))
     for name in [k for k in os.environ if k.startswith("CR_")]:
         del os.environ[name]
     os.environ.update({k: v for k, v in env.items() if k.startswith("CR_")})
@@ -359,7 +361,8 @@ def main(argv: list[str] | None = None) -> None:
         run.sandbox = start_sandbox(run)
         run.server = devserver.start_dev_server(settings)
         devserver.set_retention(settings)
-        code = asyncio.run(run_chaos(run, rng))
+        budget = cfg.incidents * cfg.spacing + (cfg.kills + cfg.server_restarts) * 10 + cfg.timeout
+        code = asyncio.run(asyncio.wait_for(run_chaos(run, rng), budget + 600))
     except BaseException as err:  # noqa: BLE001 - one line, then stop every process
         print(f"chaos run failed: {type(err).__name__}: {err}", file=sys.stderr)
     finally:

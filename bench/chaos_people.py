@@ -28,7 +28,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import TemporalError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.chaos_report import Incident
 from connection import DATA_CONVERTER
@@ -41,6 +41,7 @@ from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, workflow_id_for
 
 COMMANDER = "chaos.ic"
 T = TypeVar("T")
+_TRANSIENT = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED}
 
 
 # --- Commanders and Legal -------------------------------------------------------------------
@@ -131,6 +132,10 @@ async def drive(
         idle = idle + 1 if timers_only and not st.pending_approvals else 0
         if idle >= 2:  # only long legal timers left (or nothing a person can do): close
             break
+        if time.monotonic() > deadline:
+            waiting = ", ".join(f"{a.step_id} ({a.kind})" for a in st.active_steps)
+            inc.error = f"not done {timeout:.0f} s after opening; still running: {waiting}"
+            raise TimeoutError(inc.error)
     inc.phase = "closing"
     await update("close", CommanderRequest(actor=COMMANDER, reason="chaos: done"), "chaos-close")
     await retrying(inc, "result", lambda: handle.result(rpc_timeout=rpc), deadline)
@@ -162,34 +167,42 @@ CASES: list[tuple[str, str, str, Callable[[], list[Payload]]]] = [
 
 
 async def send_malformed(client: Client, inc: Incident, case: tuple[str, str, str, Any]) -> str:
+    """Send one malformed message; what the server answered (an Update must be refused)."""
     kind, name, _, payloads = case
     execution = WorkflowExecution(workflow_id=workflow_id_for(inc.iid))
-    svc, ns = client.workflow_service, client.namespace
-    try:
-        if kind == "signal":
-            await svc.signal_workflow_execution(SignalWorkflowExecutionRequest(
-                namespace=ns, workflow_execution=execution, signal_name=name, identity="chaos",
-                input=Payloads(payloads=payloads()), request_id=str(uuid.uuid4())),
-                retry=True, timeout=timedelta(seconds=10))  # fmt: skip
-            inc.malformed_signals += 1
-            return "delivered"
-        request = UpdateWorkflowExecutionRequest(namespace=ns, workflow_execution=execution,
-            wait_policy=WaitPolicy(lifecycle_stage=Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED),
-            request=Request(meta=Meta(update_id=str(uuid.uuid4()), identity="chaos"),
-                            input=Input(name=name, args=Payloads(payloads=payloads()))))  # fmt: skip
-        began = time.monotonic()
-        while time.monotonic() - began < 15:  # the server answers ACCEPTED-only after its poll
+    svc, ns, began = client.workflow_service, client.namespace, time.monotonic()
+    args = Payloads(payloads=payloads())
+    # One request id (signal) or Update id for every retry: the server delivers it once.
+    signal = SignalWorkflowExecutionRequest(namespace=ns, workflow_execution=execution,
+        signal_name=name, identity="chaos", input=args, request_id=str(uuid.uuid4()))  # fmt: skip
+    update = UpdateWorkflowExecutionRequest(namespace=ns, workflow_execution=execution,
+        wait_policy=WaitPolicy(lifecycle_stage=Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED),
+        request=Request(meta=Meta(update_id=str(uuid.uuid4()), identity="chaos"),
+                        input=Input(name=name, args=args)))  # fmt: skip
+    while True:  # through transient transport errors (a restarting server), for up to 15 s
+        try:
+            if kind == "signal":
+                await svc.signal_workflow_execution(
+                    signal, retry=True, timeout=timedelta(seconds=10)
+                )
+                inc.malformed_signals += 1
+                return "delivered"
+            # The server may answer before the Update completes (only ACCEPTED): ask again.
             reply = await svc.update_workflow_execution(
-                request, retry=True, timeout=timedelta(seconds=15)
+                update, retry=True, timeout=timedelta(seconds=10)
             )
             if reply.outcome.HasField("failure"):
                 return "refused"
             if reply.outcome.HasField("success"):
                 return "ACCEPTED (a malformed Update succeeded)"
-        return "no answer in 15 s"
-    except RPCError as err:
-        closed = "completed" in err.message or "not found" in err.message.lower()
-        return "target closed" if closed else f"rpc error {err.status.name}: {err.message[:120]}"
+        except RPCError as err:
+            if "completed" in err.message or "not found" in err.message.lower():
+                return "target closed"
+            if err.status not in _TRANSIENT or time.monotonic() - began > 15:
+                return f"rpc error {err.status.name}: {err.message[:120]}"
+        if time.monotonic() - began > 15:
+            return "no answer in 15 s"
+        await asyncio.sleep(0.5)
 
 
 async def malformed_stream(

@@ -76,6 +76,6 @@ def test_the_stall_is_counted_from_the_kill_to_the_next_completed_workflow_task(
     assert found is not None and round(found[0], 1) == 3.2 and "sticky" in found[1]
     # A task scheduled after the kill waits from its scheduling, not from the kill.
     history = _history(("completed", 90), ("signaled", 102), ("scheduled", 102), ("completed", 104))
-    assert workflow_task_waits(history, at=100) == (2.0, "workflow task")
+    assert workflow_task_waits(history, at=100) == (2.0, "workflow tasks queued")
     # Nothing pending and nothing scheduled during the outage: the kill did not touch it.
     assert workflow_task_waits(_history(("completed", 90), ("scheduled", 200)), at=100) is None
