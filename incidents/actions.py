@@ -26,6 +26,7 @@ from workflows.models import (
     CommanderRequest,
     ExternalEvent,
     IncidentStatus,
+    StepRequest,
     TimelineEntry,
 )
 from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT, workflow_id_for
@@ -92,6 +93,15 @@ async def decide(
     update = IncidentWorkflow.approve if approve else IncidentWorkflow.reject
     result: ApprovalResult = await handle(client, incident_id).execute_update(update, request)
     return result
+
+
+async def resolve_failed_step(
+    client: Client, incident_id: str, request: StepRequest, *, retry: bool
+) -> TimelineEntry:
+    """The commander's decision on a step that failed and waits: retry it, or skip it."""
+    update = IncidentWorkflow.retry_step if retry else IncidentWorkflow.skip_step
+    entry: TimelineEntry = await handle(client, incident_id).execute_update(update, request)
+    return entry
 
 
 async def send_event(client: Client, incident_id: str, event: ExternalEvent) -> TimelineEntry:

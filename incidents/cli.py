@@ -22,6 +22,7 @@ from workflows.models import (
     CommanderRequest,
     ExternalEvent,
     Reopen,
+    StepRequest,
     TimelineEntry,
 )
 
@@ -137,6 +138,39 @@ def close(
     _commander(incident_id, "close", actor, as_json, reason=resolution)
 
 
+@incidents_app.command("retry")
+def retry(
+    incident_id: str,
+    step: str,
+    reason: Annotated[str, typer.Option(help="What was fixed.")] = "",
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a failed step again (after fixing what made it fail, e.g. a field by an event)."""
+    request = StepRequest(step_id=step, actor=actor or default_actor(), reason=reason)
+    entry = run_with_client(
+        lambda c: actions.resolve_failed_step(c, incident_id, request, retry=True)
+    )
+    emit(as_json, entry, lambda: render.print_entry(entry))
+
+
+@incidents_app.command("skip")
+def skip(
+    incident_id: str,
+    step: str,
+    reason: Annotated[str, typer.Option(help="Why the step can be left out.")],
+    role: Annotated[str, typer.Option(help="Your role; legal for a statutory step.")] = "ic",
+    actor: ActorOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Leave out a failed step and go on (a step with a statutory clock: Legal only)."""
+    request = StepRequest(step_id=step, actor=actor or default_actor(), role=role, reason=reason)
+    entry = run_with_client(
+        lambda c: actions.resolve_failed_step(c, incident_id, request, retry=False)
+    )
+    emit(as_json, entry, lambda: render.print_entry(entry))
+
+
 @incidents_app.command("reopen")
 def reopen(
     incident_id: str,
@@ -247,12 +281,19 @@ def list_(
         str | None, typer.Option(help="Filter by playbook.", callback=_known_playbook)
     ] = None,
     breached: Annotated[bool, typer.Option("--breached", help="Only SLA-breached.")] = False,
+    attention: Annotated[
+        bool, typer.Option("--attention", help="Only those needing a person (failed steps).")
+    ] = False,
     limit: int = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Incidents by their search attributes (eventually consistent, like all visibility)."""
     query = listing.list_query(
-        open_only=open_only, severity=severity, playbook=playbook, breached=breached
+        open_only=open_only,
+        severity=severity,
+        playbook=playbook,
+        breached=breached,
+        attention=attention,
     )
     rows = run_with_client(lambda c: listing.list_incidents(c, query, limit))
     emit(as_json, [r.as_json() for r in rows], lambda: render.print_rows(rows))

@@ -9,7 +9,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from incidents.service import InvalidRequest
 from playbooks.schema import SEVERITIES
-from workflows.names import SA_BREACHED, SA_PLAYBOOK, SA_SEVERITY, SA_STATUS, incident_id_of
+from workflows.names import (
+    SA_ATTENTION,
+    SA_BREACHED,
+    SA_PLAYBOOK,
+    SA_SEVERITY,
+    SA_STATUS,
+    incident_id_of,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class IncidentRow:
     playbook: str | None
     sla_breached: bool
     opened_at: str
+    needs_attention: bool
     run_started_at: datetime = field(repr=False, compare=False)
 
     def as_json(self) -> dict[str, object]:
@@ -34,6 +42,7 @@ def list_query(
     severity: str | None,
     playbook: str | None,
     breached: bool,
+    attention: bool = False,
     known_playbooks: set[str] | None = None,
 ) -> str:
     """The visibility query for these filters; an unknown value is refused with what is expected
@@ -59,6 +68,8 @@ def list_query(
         clauses.append(f"{SA_PLAYBOOK.name} = '{playbook}'")
     if breached:
         clauses.append(f"{SA_BREACHED.name} = true")
+    if attention:
+        clauses.append(f"{SA_ATTENTION.name} = true")
     return " AND ".join(clauses)
 
 
@@ -74,6 +85,7 @@ async def list_incidents(client: Client, query: str, limit: int = 100) -> list[I
             severity=attrs.get(SA_SEVERITY),
             playbook=attrs.get(SA_PLAYBOOK),
             sla_breached=bool(attrs.get(SA_BREACHED)),
+            needs_attention=bool(attrs.get(SA_ATTENTION)),
             opened_at=wf.start_time.isoformat(timespec="seconds"),
             run_started_at=wf.start_time,
         )

@@ -30,6 +30,8 @@ def print_status(st: IncidentStatus) -> None:
     for s in st.active_steps:
         table.add_row(s.step_id, s.kind, s.owner or "", s.started_at.isoformat(timespec="seconds"))
     out.print(table)
+    for reason in st.attention:
+        out.print(f"needs attention: {printable(reason)}", markup=False, style="red")
     for a in st.pending_approvals:
         roles = "/".join(a.second_roles if a.decisions and a.second_roles else a.roles)
         out.print(f"awaiting decision: {a.step_id} from {roles} (requested by {a.requested_by})")
@@ -64,7 +66,7 @@ def sla_note(entry: TimelineEntry) -> str:
 
 
 def print_rows(rows: Sequence[IncidentRow]) -> None:
-    table = Table("incident", "severity", "status", "playbook", "breached", "opened")
+    table = Table("incident", "severity", "status", "playbook", "breached", "attention", "opened")
     for r in rows:
         table.add_row(
             r.incident_id,
@@ -72,6 +74,7 @@ def print_rows(rows: Sequence[IncidentRow]) -> None:
             str(r.status),
             str(r.playbook),
             "yes" if r.sla_breached else "",
+            "yes" if r.needs_attention else "",
             r.opened_at,
         )
     out.print(table)

@@ -78,7 +78,7 @@ def content_hash(playbook: Playbook) -> str:
 
     Keys added to the schema later are left out while they hold the value that means "as before"
     (no ``events``, a field's implied ``type`` and default ``max_length``, an SLA ``anchor`` of
-    ``step``), so a playbook that does not use them keeps the hash it always had.
+    ``step``, ``on_failure`` of ``halt``), so a playbook that does not use them keeps its hash.
     """
     data = _as_before(playbook.model_dump(mode="json", by_alias=True))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -100,6 +100,10 @@ def _as_before(value: Any) -> Any:
             del spec["max_length"]
     if out.get("anchor") == "step" and "due" in out:
         del out["anchor"]
+    if "steps" in out and "version" in out and out.get("on_failure") == "halt":
+        del out["on_failure"]  # the playbook-level default
+    if "kind" in out and "id" in out and out.get("on_failure") is None:
+        out.pop("on_failure", None)  # a step that follows the playbook
     return out
 
 

@@ -203,12 +203,18 @@ class RetrySpec(_Model):
     timeout: Duration = timedelta(hours=1)  # schedule-to-close budget for all attempts
 
 
+FailurePolicy = Literal["halt", "continue", "ask"]
+
+
 class _StepBase(_Model):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     title: str = ""
     owner: str | None = None
     sla: Sla | None = None
     description: str = ""
+    # What a failure of this step means (default: the playbook's ``on_failure``): ``halt`` the
+    # walk, ``continue`` with the next step, or ``ask`` the commander to retry or skip it.
+    on_failure: FailurePolicy | None = None
 
 
 class ActionStep(_StepBase):
@@ -307,6 +313,9 @@ class Playbook(_Model):
     channel: str = "#tns-critical-response"
     escalation_policy: str = "tns-critical-response"
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    # A failed step: ``halt`` the walk (as snapshots before this key did), ``continue``, or
+    # ``ask`` the commander to retry (after fixing a field) or skip it (Legal, for statutory ones).
+    on_failure: FailurePolicy = "halt"
     # The outside events the playbook accepts and the fields each may set. Empty: a snapshot from
     # before events were declared, which accepts every event, as it did then.
     events: dict[str, EventSpec] = Field(default_factory=dict)

@@ -59,11 +59,14 @@ def _escalated(state: IncidentState, entries: list[TimelineEntry]) -> bool:
 
 
 def clock_outcome(clock: SlaClock) -> str:
-    """breached if it ever breached; pending while still running; else warned or met."""
+    """breached if it ever breached; pending while running; not_met if its work never finished;
+    else warned or met."""
     if clock.breached_at is not None:
         return "breached"
     if clock.stopped_at is None:
         return "pending"
+    if clock.unmet:
+        return "not_met"  # its step never finished: shown apart, not in attainment
     return "warned" if clock.warned_at is not None else "met"
 
 

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
     )
     from workflows.names import (
+        SA_ATTENTION,
         SA_BREACHED,
         SA_PLAYBOOK,
         SA_SEVERITY,
@@ -48,7 +49,7 @@ class IncidentBookkeeping:
     _bodies: dict[str, asyncio.Task[Any]]
     _published: dict[str, Any]
 
-    def _stop_clock(self, name: str) -> None:
+    def _stop_clock(self, name: str, *, met: bool = True) -> None:
         """Provided by ``IncidentSlaRace``."""
         raise NotImplementedError
 
@@ -100,7 +101,7 @@ class IncidentBookkeeping:
     def _finish(self, step: StepModel, status: str, detail: str) -> None:
         st = self.state.steps[step.id]
         st.status, st.finished_at, st.detail = status, workflow.now(), detail  # type: ignore[assignment]
-        self._stop_clock(step.id)
+        self._stop_clock(step.id, met=status == "completed")
         self._record(f"step_{status}", detail, step=step.id, role=step.owner)
 
     def _step_interrupted(self, step: StepModel) -> None:
@@ -161,6 +162,10 @@ class IncidentBookkeeping:
             SA_STATUS.name: self.state.status,
             SA_BREACHED.name: self.state.sla_breached,
         }
+        # Only once something needed attention: incidents recorded before the flag existed
+        # must issue exactly the upserts they did.
+        if self.state.attention or SA_ATTENTION.name in self._published:
+            wanted[SA_ATTENTION.name] = bool(self.state.attention)
         changed = {k: v for k, v in wanted.items() if self._published.get(k) != v}
         if not changed:
             return

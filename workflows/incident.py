@@ -29,9 +29,10 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from playbooks.schema import StepModel
+    from workflows.failures import StepFailed
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
     from workflows.signals import IncidentSignals
-    from workflows.steps import IncidentSteps, StepFailed
+    from workflows.steps import IncidentSteps
 
 
 @workflow.defn
@@ -115,6 +116,13 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         except StepFailed as failure:
             self.state.walk = "halted"
             self._record("playbook_halted", str(failure))
+            if workflow.patched("halted-needs-attention"):
+                self._raise_attention("walk", f"playbook halted: {failure}")
+                await self._page(
+                    self.inp.playbook.escalation_policy,
+                    f"{self._label()}: playbook halted: {failure}",
+                    "halted",
+                )
             await self._notify(f"{self._label()}: playbook halted: {failure}", "halted")
             return
         self.state.walk = "complete"
@@ -180,7 +188,15 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         st = self.state.steps.get(step.id)
         if st is not None and st.status in ("completed", "skipped"):
             return self._goto_of(step, st)
-        if st is None or st.status != "running":
+        # A step that failed in an earlier run: passed over (continue), or still waiting for the
+        # commander (ask). Under ``halt`` the walk never comes back to it.
+        policy = step.on_failure or self.inp.playbook.on_failure
+        if st is not None and st.status == "failed" and policy == "continue":
+            return None
+        carried_failure = st is not None and st.status == "failed" and policy == "ask"
+        if carried_failure:
+            pass
+        elif st is None or st.status != "running":
             st = StepState(
                 step_id=step.id,
                 kind=step.kind,
@@ -191,25 +207,39 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             self.state.steps[step.id] = st
             self._start_step_clock(step)
             self._record("step_started", step.title or step.kind, step=step.id, role=step.owner)
+        while True:
+            try:
+                if carried_failure:
+                    carried_failure = False
+                    raise StepFailed(self.state.steps[step.id].detail)
+                detail = await self._attempt(step)
+            except StepFailed as failure:
+                move = await self._on_step_failure(step, failure)  # raises to halt
+                if move == "retry":
+                    continue
+                return None  # skipped, or failed and the playbook continues
+            self._finish(step, "completed", detail or "")
+            return self._goto_of(step, self.state.steps[step.id])
+
+    async def _attempt(self, step: StepModel) -> str:
+        """One run of the step's body, raced against its SLA."""
         body = asyncio.create_task(self._dispatch(step))
         self._bodies[step.id] = body
+        self._sla_failed.discard(step.id)
         race = None
         if step.sla is not None:
             race = asyncio.create_task(self._enforce_sla(step.id, step.sla, step, body.done))
         try:
-            detail = await body
+            return await body
         except asyncio.CancelledError:
             if step.id not in self._sla_failed:
                 self._step_interrupted(step)
                 raise
-            self._finish(step, "failed", f"SLA breached and the playbook says fail: {step.id}")
-            raise StepFailed(f"step {step.id} breached its SLA") from None
-        except StepFailed as failure:
-            self._finish(step, "failed", str(failure))
-            raise
+            raise StepFailed(
+                f"step {step.id} breached its SLA",
+                detail=f"SLA breached and the playbook says fail: {step.id}",
+            ) from None
         finally:
             self._bodies.pop(step.id, None)
             if race is not None and not race.done():
                 race.cancel()
-        self._finish(step, "completed", detail or "")
-        return self._goto_of(step, self.state.steps[step.id])

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         IncidentInput,
         IncidentStatus,
+        StepRequest,
         TimelineEntry,
     )
     from workflows.sla_race import IncidentSlaRace
@@ -186,10 +187,20 @@ class IncidentMessages(IncidentSlaRace):
         self.state.resolution = resolution
         self.state.closed_at = workflow.now()
         for name in list(self.state.clocks):
-            self._stop_clock(name)
+            self._stop_clock(name, met=self._met_at_close(name))
         entry = self._record("closed", resolution, actor=actor, role=role, clock=RESOLVE_CLOCK)
         self._set_status("closed")
         return entry
+
+    def _met_at_close(self, name: str) -> bool:
+        """Closing resolves the incident; a step's clock is met only if its step finished, and
+        the acknowledge clock only if someone acknowledged (closing is not acknowledging)."""
+        if name == RESOLVE_CLOCK:
+            return True
+        if name == ACK_CLOCK:
+            return self.state.acknowledged_at is not None
+        step = self.state.steps.get(name)
+        return step is not None and step.status == "completed"
 
     @close.validator
     def _validate_close(self, request: CommanderRequest) -> None:
@@ -226,7 +237,73 @@ class IncidentMessages(IncidentSlaRace):
             fields=self.state.fields,
             as_of=now,
             run=self.state.runs,
+            walk=self.state.walk,
+            failed_steps=[
+                s
+                for s in self.state.steps.values()
+                if s.status == "failed" and s.failure_decision is None
+            ],
+            attention=list(self.state.attention.values()),
         )
+
+    @workflow.update
+    async def retry_step(self, request: StepRequest) -> TimelineEntry:
+        self.state.steps[request.step_id].failure_decision = "retry"
+        return self._record(
+            "step_retry_decided",
+            request.reason or "retry after the failure",
+            actor=request.actor,
+            role=request.role,
+            step=request.step_id,
+        )
+
+    @retry_step.validator
+    def _validate_retry_step(self, request: StepRequest) -> None:
+        self._check_failed_step(request)
+
+    @workflow.update
+    async def skip_step(self, request: StepRequest) -> TimelineEntry:
+        st = self.state.steps[request.step_id]
+        st.failure_decision = "skip"
+        st.detail = f"skipped by {request.actor} ({request.role}): {request.reason}"
+        return self._record(
+            "step_skip_decided",
+            request.reason,
+            actor=request.actor,
+            role=request.role,
+            step=request.step_id,
+        )
+
+    @skip_step.validator
+    def _validate_skip_step(self, request: StepRequest) -> None:
+        self._check_failed_step(request)
+        if not request.reason.strip():
+            raise ApplicationError(
+                "skipping a step needs a reason", type="missing_reason", non_retryable=True
+            )
+        step = self.steps[request.step_id]
+        if step.sla is not None and step.sla.legal and request.role != "legal":
+            raise ApplicationError(
+                f"step {step.id} runs a statutory clock: only Legal may skip it (--role legal)",
+                type="legal_required",
+                non_retryable=True,
+            )
+
+    def _check_failed_step(self, request: StepRequest) -> None:
+        self._refuse_if_closed()
+        st = self.state.steps.get(request.step_id)
+        if request.step_id not in self.steps or st is None:
+            raise ApplicationError(
+                f"no step {request.step_id!r} has run in this incident",
+                type="unknown_step",
+                non_retryable=True,
+            )
+        if st.status != "failed" or st.failure_decision is not None:
+            raise ApplicationError(
+                f"step {request.step_id} is {st.status}, not failed and waiting for a decision",
+                type="not_waiting",
+                non_retryable=True,
+            )
 
     @workflow.query
     def continuation(self) -> IncidentInput:

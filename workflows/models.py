@@ -20,7 +20,9 @@ ACK_CLOCK, RESOLVE_CLOCK = "incident.acknowledge", "incident.resolve"
 
 IncidentStatusName = Literal["open", "acknowledged", "playbook_complete", "closed"]
 StepStatusName = Literal["running", "completed", "skipped", "failed", "cancelled"]
-SlaStateName = Literal["on_track", "warned", "breached", "paused", "met", "met_late", "stopped"]
+SlaStateName = Literal[
+    "on_track", "warned", "breached", "paused", "met", "met_late", "stopped", "not_met"
+]
 
 
 class BusinessCalendar(BaseModel):
@@ -58,10 +60,15 @@ class SlaClock(BaseModel):
     warned_at: datetime | None = None
     breached_at: datetime | None = None
     stopped_at: datetime | None = None
+    # Stopped without its work done (the incident closed first, the step failed or was skipped):
+    # not met, and reported apart, never as "met".
+    unmet: bool = False
     due_at: datetime | None = None  # projected wall-clock deadline while running
 
     @property
     def state(self) -> SlaStateName:
+        if self.stopped_at is not None and self.unmet:
+            return "breached" if self.breached_at else "not_met"
         if self.stopped_at is not None:
             return "met_late" if self.breached_at else "met"
         if self.breached_at is not None:
@@ -118,6 +125,8 @@ class StepState(BaseModel):
     branch_case: int | None = None  # chosen case, so a resumed run follows the same path
     timer_fires_at: datetime | None = None
     reminder_sent: bool = False
+    attempt: int = 1  # a failed step the commander retried runs again as attempt 2, 3 ...
+    failure_decision: Literal["retry", "skip"] | None = None  # the commander's, once asked
 
 
 class IncidentState(BaseModel):
@@ -142,6 +151,7 @@ class IncidentState(BaseModel):
     # continue-as-new carries a small state however long the incident: seq = offset + position.
     timeline_offset: int = 0
     paged_policies: list[str] = Field(default_factory=list)  # resolved at close
+    attention: dict[str, str] = Field(default_factory=dict)  # what needs a person, and why
     sla_breached: bool = False
     walk: Literal["running", "complete", "halted"] = (
         "running"  # the playbook walk, not the incident
@@ -254,6 +264,18 @@ class IncidentStatus(BaseModel):
     fields: dict[str, str]
     as_of: datetime
     run: int
+    walk: str = "running"  # running, complete, halted
+    failed_steps: list[StepState] = Field(default_factory=list)  # awaiting retry or skip
+    attention: list[str] = Field(default_factory=list)
+
+
+class StepRequest(BaseModel):
+    """A commander's decision on a failed step: ``retry_step`` or ``skip_step`` (Updates)."""
+
+    step_id: Ident
+    actor: Name
+    role: Role = "ic"
+    reason: Text = ""
 
 
 # --- Activity contract ----------------------------------------------------------------------

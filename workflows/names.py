@@ -16,7 +16,8 @@ SA_SEVERITY = SearchAttributeKey.for_keyword("IncidentSeverity")
 SA_PLAYBOOK = SearchAttributeKey.for_keyword("IncidentPlaybook")
 SA_STATUS = SearchAttributeKey.for_keyword("IncidentStatus")
 SA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
-SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED)
+SA_ATTENTION = SearchAttributeKey.for_bool("NeedsAttention")  # a failed step, a halted walk
+SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENTION)
 
 RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"

@@ -203,8 +203,11 @@ def resume(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> SlaClo
     return resumed.model_copy(update={"due_at": instant_of(resumed, resumed.due, calendar)})
 
 
-def stop(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> SlaClock:
-    """Freeze the clock when its step (or the incident) finishes; no-op if already stopped."""
+def stop(
+    clock: SlaClock, now: datetime, calendar: BusinessCalendar, *, met: bool = True
+) -> SlaClock:
+    """Freeze the clock when its step (or the incident) finishes; no-op if already stopped.
+    ``met=False``: it stopped without its work done (recorded as not met)."""
     if clock.stopped_at is not None:
         return clock
     now = _utc(now)
@@ -213,7 +216,12 @@ def stop(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> SlaClock
     if paused.paused_since is not None:
         paused_total += max(now - paused.paused_since, _ZERO)
     return paused.model_copy(
-        update={"stopped_at": now, "paused_since": None, "paused_total": paused_total}
+        update={
+            "stopped_at": now,
+            "paused_since": None,
+            "paused_total": paused_total,
+            "unmet": not met,
+        }
     )
 
 

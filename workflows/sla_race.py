@@ -142,10 +142,10 @@ class IncidentSlaRace(IncidentOutbound):
     def _clock_done(self, name: str) -> Callable[[], bool]:
         return lambda: self.state.clocks[name].stopped_at is not None
 
-    def _stop_clock(self, name: str) -> None:
+    def _stop_clock(self, name: str, *, met: bool = True) -> None:
         if name in self.state.clocks and self.state.clocks[name].stopped_at is None:
             self.state.clocks[name] = clocks.stop(
-                self.state.clocks[name], workflow.now(), self.inp.calendar
+                self.state.clocks[name], workflow.now(), self.inp.calendar, met=met
             )
 
     def _sla_of(self, name: str) -> Sla | None:

@@ -26,16 +26,12 @@ with workflow.unsafe.imports_passed_through():
         WaitForStep,
     )
     from workflows import rules
+    from workflows.failures import IncidentFailures, StepFailed
     from workflows.models import PendingApproval
     from workflows.outbound import reraise_cancellation
-    from workflows.sla_race import IncidentSlaRace
 
 
-class StepFailed(Exception):
-    """A step could not finish (activity gave up, rejected approval with on_reject: fail, ...)."""
-
-
-class IncidentSteps(IncidentSlaRace):
+class IncidentSteps(IncidentFailures):
     """The step handlers; the walk that calls them is ``IncidentWorkflow``'s."""
 
     async def _run_steps(self, steps: list[StepModel]) -> None:
@@ -65,9 +61,12 @@ class IncidentSteps(IncidentSlaRace):
             maximum_interval=step.retry.max_interval,
             maximum_attempts=step.retry.max_attempts,
         )
+        attempt = self.state.steps[step.id].attempt
+        # A retried step is a new call: its first attempt's failure must not be deduplicated.
+        key = step.id if attempt == 1 else f"{step.id}#{attempt}"
         try:
             result = await self._activity(
-                step.activity, step.id, args, step.id, retry, step.retry.timeout
+                step.activity, step.id, args, key, retry, step.retry.timeout
             )
         except ActivityError as err:
             reraise_cancellation(err)
