@@ -13,7 +13,7 @@ import asyncio
 import re
 import secrets
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +48,11 @@ from workflows.names import (
     SA_STATUS,
     workflow_id_for,
 )
+
+# A workflow task taken by a worker that then dies is retried elsewhere after this long (the
+# server's default is 10 s: every incident the dead worker held stalled for 10 s). A task of ours
+# replays an incident's history in well under a second, so 4 s leaves room on a busy machine.
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=4)
 
 
 class InvalidRequest(ValueError):
@@ -182,6 +187,7 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             search_attributes=_search_attributes(inp),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
         )
         return OpenResult(
             inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
@@ -253,6 +259,7 @@ async def reopen_incident(
         search_attributes=_search_attributes(inp, state.status),
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
     )
     return OpenResult(incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash)
 
