@@ -12,8 +12,10 @@ vendor calls fail (503, throttles, responses dropped after commit) and a raw cli
 signals and Updates (wrong argument count, wrong type, null, none, ``binary/plain``, 1.5 MB,
 unknown names). Then: every incident closed, no duplicate Case, comment, page, Slack message, SMS or
 email, every history replays with today's code, `incident audit verify` passes, every run archived,
-and the stall after each kill (kill to the incident's next step running) within ``--max-stall``.
-One line per finding; exit 1 if any check fails. Every process is stopped at the end, on failure too.
+and the stall after each kill within ``--max-stall``: from the kill until the work it interrupted
+moves again (the incident's next workflow task completes; an activity's dead attempt is given up and
+retried, its retry policy's backoff shown apart). One line per finding; exit 1 if any check fails.
+Every process is stopped at the end, on failure too.
 
     .venv/bin/python -m bench.chaos [--incidents 40] [--kills 5] [--server-restarts 1] [--seed N]
 """
@@ -139,10 +141,14 @@ async def running_activities(client: Client, incs: list[Incident]) -> dict[tuple
 
 
 async def watch_recovery(client: Client, kill: Kill, running: dict[tuple[str, str], str]) -> None:
-    """Seconds from the kill until each activity it interrupted is running again (or done)."""
-    left = {key: int(what.rsplit(" ", 1)[1]) for key, what in running.items()}
-    while left and time.time() - kill.at < 60:
-        for iid in {k[0] for k in left}:
+    """For each activity the kill interrupted: seconds until the server gave up on the dead attempt
+    (its heartbeats stopped; the stall), and until it ran again (after its retry policy's backoff,
+    which any failed attempt costs)."""
+    attempts = {key: int(what.rsplit(" ", 1)[1]) for key, what in running.items()}
+    label = {key: f"{key[0]} {what}" for key, what in running.items()}
+    noticed: dict[tuple[str, str], float] = {}
+    while len(kill.resumed) < len(running) and time.time() - kill.at < 60:
+        for iid in {k[0] for k in running if label[k] not in kill.resumed}:
             try:
                 d = await client.get_workflow_handle(workflow_id_for(iid)).describe(
                     rpc_timeout=timedelta(seconds=3)
@@ -150,13 +156,14 @@ async def watch_recovery(client: Client, kill: Kill, running: dict[tuple[str, st
             except RPCError:
                 continue
             pending = {a.activity_id: a for a in d.raw_description.pending_activities}
-            for key in [k for k in left if k[0] == iid]:
-                a = pending.get(key[1])
-                if a is None or (a.attempt > left[key] and a.state == _STARTED):
-                    kill.delays[(ACTIVITY, f"{iid} {running[key]}")] = time.time() - kill.at
-                    del left[key]
+            for key in [k for k in running if k[0] == iid and label[k] not in kill.resumed]:
+                a, now = pending.get(key[1]), time.time() - kill.at
+                if a is None or a.attempt > attempts[key]:
+                    noticed.setdefault(key, now)
+                if a is None or (a.attempt > attempts[key] and a.state == _STARTED):
+                    kill.resumed[label[key]] = now
         await asyncio.sleep(0.2)
-    kill.delays.update({(ACTIVITY, f"{k[0]} {running[k]}"): None for k in left})
+    kill.delays.update({(ACTIVITY, label[k]): noticed.get(k) for k in running})
 
 
 async def chaos(client: Client, run: Run, rng: random.Random, window: float) -> None:

@@ -26,7 +26,7 @@ from workflows.models import TimelineEntry
 
 _ET = EventType
 _MARKER = re.compile(r"\[ref:cr-[0-9a-f]{16}\]")
-ACTIVITY = "activities running on it"
+ACTIVITY = "activities running on it (dead attempt timed out)"
 # A signal or Update that arrives while a task completes fails that task harmlessly (retried at once).
 _BENIGN = {WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND}
 
@@ -48,8 +48,10 @@ class Kill:
     n: int
     at: float  # epoch seconds
     ready: float | None = None  # seconds until the restarted worker polled
-    # (what kind of work, which) -> seconds from the kill until it moved again (None: never)
+    # (what kind of work, which) -> seconds from the kill until it moved again (None: never);
+    # for an activity, until the server gave up on the attempt the kill interrupted
     delays: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    resumed: dict[str, float] = field(default_factory=dict)  # activity -> running again after
 
 
 @dataclass
@@ -253,12 +255,19 @@ def check_stall(
         stuck = [k for k, v in kill.delays.items() if v is None]
         worst = max(kill.delays.items(), key=lambda kv: kv[1] or 0, default=(("-", "-"), 0.0))
         stall = worst[1] or 0.0
+        later = [k.n for k in kills if kill.at < k.at < kill.at + stall]
+        if later:  # the wait also spans the next kill: say so rather than blame this one alone
+            worst = ((worst[0][0], f"{worst[0][1]}, kill {later[0]} during the wait"), stall)
         kinds: dict[str, list[float]] = defaultdict(list)
         for (kind, _), seconds in kill.delays.items():
             kinds[kind].append(seconds if seconds is not None else float("inf"))
         detail = "; ".join(
             f"{kind} {len(v)} (max {max(v):.1f} s)" for kind, v in sorted(kinds.items())
         )
+        if kill.resumed:
+            slowest = max(kill.resumed.items(), key=lambda kv: kv[1])
+            detail += (f"; activities running again after max {slowest[1]:.1f} s, their retry "
+                       f"backoff included ({slowest[0]})")  # fmt: skip
         ready = f"{kill.ready:.1f} s" if kill.ready is not None else "never"
         rows.append((f"Kill {kill.n} at +{kill.at - t0:.0f} s",
                      f"stall {stall:.1f} s ({worst[0][0]}: {worst[0][1]}); worker polling again "
@@ -303,7 +312,7 @@ _TASK_ENDS = {_ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, _ET.EVENT_TYPE_WORKFLOW_TA
               _ET.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT}  # fmt: skip
 _TIMEOUT_WHY = {
     TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START: "workflow tasks on its sticky queue",
-    TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE: "workflow tasks it had started",
+    TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE: "workflow tasks handed to the killed worker",
 }
 
 
