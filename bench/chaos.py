@@ -61,6 +61,7 @@ from workflows.names import workflow_id_for
 
 BIN = Path(sys.executable).parent
 _STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+MIN_GAP = 10.0  # seconds between two kills or restarts: a recovery takes about 5
 
 
 @dataclass
@@ -167,12 +168,13 @@ async def watch_recovery(client: Client, kill: Kill, running: dict[tuple[str, st
 
 
 async def chaos(client: Client, run: Run, rng: random.Random, window: float) -> None:
-    """Kills and server restarts at random moments of the window, at least 6 s apart."""
+    """Kills and server restarts at random moments of the window, each at least ``MIN_GAP`` s after
+    the previous one settled, so that each kill's stall is its own."""
     plan = ["kill"] * run.cfg.kills + ["restart"] * run.cfg.server_restarts
     rng.shuffle(plan)
-    gap = max(6.0, window / (len(plan) + 1))
+    gap = max(MIN_GAP, window / (len(plan) + 1))
     for n, what in enumerate(plan):
-        await asyncio.sleep(rng.uniform(0.6, 1.4) * gap if n else rng.uniform(3, gap))
+        await asyncio.sleep(rng.uniform(MIN_GAP, 2 * gap - MIN_GAP) if n else rng.uniform(3, gap))
         if what == "restart":
             began = time.monotonic()
             await asyncio.to_thread(devserver.stop_process, run.server)  # type: ignore[arg-type]
@@ -253,7 +255,7 @@ async def run_chaos(run: Run, rng: random.Random) -> int:
     sandbox = run.settings.sandbox_url
     httpx.post(f"{sandbox}/_sandbox/faults", json=faults, timeout=10).raise_for_status()
     await asyncio.to_thread(start_worker, run)
-    window = max(cfg.incidents * cfg.spacing, (cfg.kills + cfg.server_restarts) * 7.0)
+    window = max(cfg.incidents * cfg.spacing, (cfg.kills + cfg.server_restarts) * MIN_GAP * 1.2)
     for n, inc in enumerate(run.incidents):
         inc.start_at = n * window / len(run.incidents)
     drivers = [asyncio.create_task(drive(client, run.settings, inc, random.Random(rng.random()),
