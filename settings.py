@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # reproduce: the incident freezes (issue 8, item 2; tests/test_kill_replay.py shows it). The
     # price is CPU per task, growing with history length (continue-as-new keeps it bounded).
     workflow_cache_size: int = 0
+    # A workflow task taken by a worker that then dies is retried elsewhere after this long (the
+    # server's default, 10 s, stalled every incident a killed worker held for 10 s). With no cache
+    # a task replays the incident's history: tens of milliseconds alone, up to ~3.5 s measured with
+    # 40 incidents at once on 2 cores, so 5 s keeps a margin; a task over it is retried, not lost.
+    workflow_task_timeout_seconds: float = Field(default=5.0, ge=1.0, le=60.0)
     # Salesforce calls get their own queue so the fleet shares one org-wide rate limit.
     salesforce_max_activities_per_second: float = 20.0
 

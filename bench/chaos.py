@@ -324,7 +324,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--malformed", type=int, default=None, help="malformed messages (default 3 per incident)")
     add("--spacing", type=float, default=1.0, help="seconds between openings (at least)")
     add("--timeout", type=float, default=600, help="seconds to drive one incident to close")
-    add("--max-stall", type=float, default=5.0)
+    add("--max-stall", type=float, default=10.0)
     add("--seed", type=int, default=None)
     add("--data-dir", type=Path, default=None)
     add("--env", action="append", default=[], metavar="CR_X=V", help="a setting for the stack")

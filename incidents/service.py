@@ -49,11 +49,6 @@ from workflows.names import (
     workflow_id_for,
 )
 
-# A workflow task taken by a worker that then dies is retried elsewhere after this long (the
-# server's default is 10 s: every incident the dead worker held stalled for 10 s). A task of ours
-# replays an incident's history in well under a second, so 4 s leaves room on a busy machine.
-WORKFLOW_TASK_TIMEOUT = timedelta(seconds=4)
-
 
 class InvalidRequest(ValueError):
     """A request the front door refuses before it reaches Temporal (the message says why)."""
@@ -187,7 +182,7 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             search_attributes=_search_attributes(inp),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            task_timeout=WORKFLOW_TASK_TIMEOUT,
+            task_timeout=_task_timeout(),
         )
         return OpenResult(
             inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
@@ -200,6 +195,12 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
         return OpenResult(
             inp.incident_id, workflow_id, existing.run_id, False, status.playbook_hash
         )
+
+
+def _task_timeout() -> timedelta:
+    """How long a workflow task may take before the server gives it to another worker (see
+    ``Settings.workflow_task_timeout_seconds``)."""
+    return timedelta(seconds=get_settings().workflow_task_timeout_seconds)
 
 
 def _closed_in_records(incident_id: str) -> datetime | None:
@@ -259,7 +260,7 @@ async def reopen_incident(
         search_attributes=_search_attributes(inp, state.status),
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        task_timeout=WORKFLOW_TASK_TIMEOUT,
+        task_timeout=_task_timeout(),
     )
     return OpenResult(incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash)
 

@@ -2,7 +2,9 @@
 the embedded stack while the worker is SIGKILLed twice and the dev server restarted once, with
 vendor faults and malformed signals and Updates (``bench/chaos.py``). Every check of the full run
 must pass: every incident closed, no duplicate delivery, every history replays, the audit chain
-verifies, every run archived, and the stall after each kill within 5 s.
+verifies, every run archived; the stall after each kill is printed, and fails the test only past
+15 s (a lost heartbeat or sticky timeout, not the 5 s goal `make chaos` and issue 11 measure on
+a quieter machine).
 
 The harness runs in its own process (its own ports and data directory) and stops every process it
 started, also when this test times out and sends it SIGTERM.
@@ -31,6 +33,7 @@ def test_small_chaos_run_passes_every_check(tmp_path: Path) -> None:
     # fails two attempts in three and its exponential backoff alone can outlast this test.
     command = [sys.executable, "-m", "bench.chaos", "--incidents", "8", "--kills", "2",
                "--server-restarts", "1", "--fault-rate", "0.1", "--timeout", "75",
+               "--max-stall", "15",
                "--data-dir", str(tmp_path / "chaos")]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("CR_")}
     proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
