@@ -21,6 +21,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from connection import DATA_CONVERTER, exit_process
+from incidents import actions
 from incidents.render import print_timeline
 from incidents.service import open_incident
 from playbooks.loader import load_playbook
@@ -31,7 +32,7 @@ from stack.devserver import search_attribute_keys, temporal_binary
 from worker import run_workers
 from workflows.incident import IncidentWorkflow
 from workflows.models import ApprovalRequest, CommanderRequest, ExternalEvent, IncidentStatus
-from workflows.names import SIGNAL_EVENT, workflow_id_for
+from workflows.names import SIGNAL_EVENT
 
 DEMO_PLAYBOOK = "emergency-disclosure"
 COMMANDER = "casey.ic"
@@ -114,9 +115,7 @@ async def run_demo(workdir: Path) -> int:
             opened_by=COMMANDER,
         )
         print(f"opened {opened.incident_id} ({DEMO_PLAYBOOK} {opened.playbook_hash[:19]})")
-        handle = env.client.get_workflow_handle_for(
-            IncidentWorkflow.run, workflow_id_for(opened.incident_id)
-        )
+        handle = actions.handle(env.client, opened.incident_id)
         await handle.execute_update(IncidentWorkflow.acknowledge, CommanderRequest(actor=COMMANDER))
         await drive(handle, loaded.playbook)
         await handle.execute_update(

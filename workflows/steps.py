@@ -72,6 +72,10 @@ class IncidentSteps(IncidentFailures):
             reraise_cancellation(err)
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
             raise StepFailed(f"{step.activity} failed: {cause}") from None
+        if step.activity == "notify.pagerduty" and args.get("action", "trigger") == "trigger":
+            policy = str(args.get("escalation_policy") or "default")  # the activity's default
+            if policy not in self.state.paged_policies:
+                self.state.paged_policies.append(policy)  # resolved when the incident closes
         return result.detail or f"{step.activity} done"
 
     async def _approval(self, step: ApprovalStep) -> str:
