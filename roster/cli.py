@@ -153,29 +153,20 @@ def roster_export(
         typer.echo(f"roster written to {out_file}", err=True)
 
 
-@roster_app.command("rotation")
-def roster_rotation(
-    action: str = typer.Argument(..., help="add or remove"),
-    role: str = typer.Argument(...),
+rotation_app = typer.Typer(help="On-call rotations of a role.", no_args_is_help=True)
+roster_app.add_typer(rotation_app, name="rotation")
+
+
+@rotation_app.command("add")
+def rotation_add(
+    role: str = typer.Argument(..., help="The role it covers: ic, legal ..."),
     name: str = typer.Option(..., "--name", help="The rotation's name, e.g. primary"),
-    people: str | None = typer.Option(None, "--people", help="Handles in order: a,b,c"),
+    people: str = typer.Option(..., "--people", help="Handles in order: a,b,c"),
     shift: str = typer.Option("7d", "--shift", help="Shift length: 12h, 7d ..."),
-    start: str | None = typer.Option(None, "--start", help="ISO time the first shift starts"),
+    start: str = typer.Option(..., "--start", help="ISO time the first shift starts"),
     timezone: str = typer.Option("UTC", "--timezone", help="IANA zone for the hand-over time"),
 ) -> None:
-    """`rotation add ROLE --name N --people a,b,c --shift 7d --start ISO`, or `rotation remove`."""
-    if action == "remove":
-        gone = _do(lambda: service.remove_rotation(role, name, actor=default_actor()))
-        if not gone:
-            raise CliError(f"no rotation {name} of {role}")
-        out.print(f"removed rotation {name} of {role}")
-        return
-    if action != "add":
-        raise typer.BadParameter(f"{action!r}: use add or remove", param_hint="ACTION")
-    if not people:
-        raise typer.BadParameter("missing: a,b,c", param_hint="--people")
-    if start is None:
-        raise typer.BadParameter("missing: the first shift's start", param_hint="--start")
+    """Add (or replace) rotation --name of ROLE: --people take turns of --shift from --start."""
     length, begin = _duration(shift, "--shift"), _parse(start, "--start")  # naive: --timezone
     handles = [p.strip() for p in people.split(",") if p.strip()]
     _do(lambda: service.check_zone(timezone))
@@ -191,6 +182,17 @@ def roster_rotation(
         )
     )
     out.print(f"rotation {name} of {role}: {', '.join(handles)}, every {shift}")
+
+
+@rotation_app.command("remove")
+def rotation_remove(
+    role: str = typer.Argument(...),
+    name: str = typer.Option(..., "--name", help="The rotation's name"),
+) -> None:
+    """Remove rotation --name of ROLE."""
+    if not _do(lambda: service.remove_rotation(role, name, actor=default_actor())):
+        raise CliError(f"no rotation {name} of {role}")
+    out.print(f"removed rotation {name} of {role}")
 
 
 @roster_app.command("override")

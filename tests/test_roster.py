@@ -214,6 +214,7 @@ def test_commands_work_end_to_end(cli, capsys, tmp_path):
     assert cli(["roster", "export", "--out", str(out_file)]) == 0
     assert cli(["roster", "import", str(out_file)]) == 0
     assert "0 change(s)" in capsys.readouterr().out
+    assert cli(["roster", "rotation", "remove", "ic", "--name", "primary"]) == 0
     assert cli(["people", "deactivate", "omar"]) == 0
     assert cli(["people", "list", "--json"]) == 0
     assert '"active": false' in capsys.readouterr().out
@@ -297,6 +298,12 @@ def test_commands_work_end_to_end(cli, capsys, tmp_path):
             "lena does not hold role legal",
         ),  # fmt: skip
         (["roster", "import", "/no/such/roster.yaml"], 2, "does not exist"),
+        (["roster", "rotation", "remove", "ic", "--name", "nope"], 1, "no rotation nope of ic"),
+        (
+            ["roster", "rotation", "add", "ic", "--name", "p", "--start", "2026-03-02"],
+            2,
+            "Missing option '--people'",
+        ),  # fmt: skip
         (["token", "create", "ghost", "--name", "laptop"], 1, "no such person 'ghost'"),
         (["token", "create", "lena", "--name", "laptop", "--expires", "soon"], 2, "not a duration"),
         (["token", "revoke", "tok_nope"], 1, "no such token 'tok_nope'"),
