@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 10.0
     intake_host: str = "127.0.0.1"
     intake_port: int = 8788
+    api_host: str = "127.0.0.1"
+    api_port: int = 8789
     intake_webhook_secret: SecretStr | None = None  # "whsec_..."; sandbox mode has a dev default
     intake_rules_file: Path | None = None
 

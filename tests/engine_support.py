@@ -228,6 +228,10 @@ class EngineHarness(Harness):
         if settle:
             await self.settle(handle)
         await handle.execute_update(IncidentWorkflow.close, commander(actor, reason=reason))
+        return await self.closed(handle)
+
+    async def closed(self, handle: WorkflowHandle[Any, Any]) -> IncidentOutcome:
+        """After a close (by any door): the outcome, once the archive child it started is in."""
         # Not ``handle.result()``: a time-skipping start handle unlocks the clock while it waits,
         # and once the incident is done the server would leap to the next timer anywhere (the
         # archive stand-in's ten-year run timeout). Closing needs no time to pass.

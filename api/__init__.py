@@ -1,0 +1,1 @@
+"""The HTTP API: the one door for people and automation; authenticates, authorizes, forwards."""

@@ -1,0 +1,76 @@
+"""Who may do what, in one table: an action and the roles that may take it.
+
+The API checks this table before it forwards anything; the workflow then checks what only it can
+know (which roles a step accepts, the two-person and self-approval rules). A decision is also
+checked against the roles the person holds: nobody decides in a role they were not granted.
+Restricted playbooks (child safety) are visible only to their group: for everyone else such an
+incident does not exist (404), in every listing, status, timeline and export.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+COMMANDERS = frozenset({"ic", "cr", "mgr", "admin"})
+RESPONDERS = COMMANDERS | {"lers", "legal", "privacy", "sec", "comms"}
+READERS = RESPONDERS | {"auditor"}
+
+# action -> roles that may take it ("decide" is special: see ``check_decision``).
+ACTIONS: dict[str, frozenset[str]] = {
+    "open": COMMANDERS | {"intake"},
+    "ack": COMMANDERS,
+    "assign": COMMANDERS,
+    "escalate": COMMANDERS,
+    "note": RESPONDERS,
+    "close": COMMANDERS,
+    "reopen": COMMANDERS,
+    "retry": COMMANDERS,
+    "skip": COMMANDERS | {"legal"},
+    "event": RESPONDERS | {"intake"},
+    "read": READERS,
+    "list": READERS,
+    "export": frozenset({"auditor", "legal", "admin"}),
+    "report": frozenset({"mgr", "auditor", "admin"}),
+    "oncall": READERS,
+    "roster_admin": frozenset({"admin"}),
+}
+
+# playbook -> the group whose members alone may see its incidents
+RESTRICTED_PLAYBOOKS: dict[str, str] = {"child-safety": "child-safety"}
+
+
+class Caller(Protocol):
+    person: str
+    roles: frozenset[str]
+    groups: frozenset[str]
+
+
+class Forbidden(Exception):
+    """403: the caller lacks a role the action needs (the message names them)."""
+
+    def __init__(self, action: str, needed: frozenset[str]) -> None:
+        super().__init__(f"{action} needs one of the roles: {', '.join(sorted(needed))}")
+        self.action = action
+        self.needed = needed
+
+
+def check(caller: Caller, action: str) -> None:
+    needed = ACTIONS[action]
+    if not caller.roles & needed:
+        raise Forbidden(action, needed)
+
+
+def check_decision(caller: Caller, role: str) -> None:
+    """A person decides only in a role they hold (the workflow checks the step accepts it)."""
+    if role not in caller.roles:
+        raise Forbidden(f"deciding as {role}", frozenset({role}))
+
+
+def may_see(caller: Caller, playbook: str | None) -> bool:
+    group = RESTRICTED_PLAYBOOKS.get(playbook or "")
+    return group is None or group in caller.groups
+
+
+def table() -> list[tuple[str, str]]:
+    """The role matrix as rows (action, roles), for docs and tests."""
+    return [(action, ", ".join(sorted(roles))) for action, roles in ACTIONS.items()]

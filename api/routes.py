@@ -1,0 +1,223 @@
+"""The endpoints: each authenticates (``caller``), authorizes (``api/authz.py``), and calls the
+front door (``incidents/``) as the signed-in person. Nobody names themselves: the actor is the
+token's person, and a role is chosen only among the roles that person holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+
+from api import authz
+from api.errors import NotVisible, Unauthenticated
+from incidents import actions, listing
+from incidents.service import build_input, new_incident_id, reopen_incident, start_incident
+from workflows.limits import EventData, Fields, Name, Role, Summary, Text
+from workflows.models import (
+    ApprovalRequest,
+    CommanderRequest,
+    ExternalEvent,
+    Reopen,
+    Severity,
+    StepRequest,
+)
+
+router = APIRouter()
+
+
+def caller(request: Request) -> authz.Caller:
+    """The signed-in person, from ``Authorization: Bearer <token>`` (401 otherwise)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing", "send Authorization: Bearer <token> (incident login)")
+    return request.app.state.authenticate(token.strip())  # type: ignore[no-any-return]
+
+
+Caller = Annotated[authz.Caller, Depends(caller)]
+
+
+def client_of(request: Request) -> Client:
+    return request.app.state.client  # type: ignore[no-any-return]
+
+
+def _role(who: authz.Caller, action: str, asked: str | None) -> str:
+    """The role to act in: the one asked for (if held), else the first held that may act."""
+    if asked:
+        if asked not in who.roles:
+            raise authz.Forbidden(f"acting as {asked}", frozenset({asked}))
+        return asked
+    return sorted(who.roles & authz.ACTIONS[action])[0]
+
+
+async def _visible(request: Request, who: authz.Caller, incident_id: str) -> Any:
+    status = await actions.status(client_of(request), incident_id)
+    if not authz.may_see(who, status.playbook):
+        raise NotVisible(f"no incident {incident_id}")
+    return status
+
+
+class OpenBody(BaseModel):
+    playbook: str
+    summary: Summary
+    severity: Severity | None = None
+    fields: Fields = Field(default_factory=dict)
+    id: str | None = None
+
+
+@router.post("/incidents", status_code=201)
+async def open_incident(body: OpenBody, request: Request, who: Caller) -> JSONResponse:
+    authz.check(who, "open")
+    if not authz.may_see(who, body.playbook):
+        raise authz.Forbidden(f"opening {body.playbook}", frozenset({"member of its group"}))
+    settings = request.app.state.settings
+    inp = build_input(
+        playbook=body.playbook, severity=body.severity, summary=body.summary,
+        fields=body.fields, incident_id=body.id or new_incident_id(), opened_by=who.person,
+        settings=settings,
+    )  # fmt: skip
+    result = await start_incident(client_of(request), inp, settings.task_queue)
+    return JSONResponse(result.__dict__ | {"ignored_fields": []}, 201 if result.created else 200)
+
+
+@router.get("/incidents")
+async def list_incidents(
+    request: Request,
+    who: Caller,
+    open: bool = False,
+    severity: Severity | None = None,
+    playbook: str | None = None,
+    breached: bool = False,
+    attention: bool = False,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+) -> list[dict[str, object]]:
+    authz.check(who, "list")
+    query = listing.list_query(
+        open_only=open, severity=severity, playbook=playbook, breached=breached,
+        attention=attention,
+    )  # fmt: skip
+    rows = await listing.list_incidents(client_of(request), query, limit)
+    return [r.as_json() for r in rows if authz.may_see(who, r.playbook)]
+
+
+@router.get("/incidents/{incident_id}")
+async def status(incident_id: str, request: Request, who: Caller) -> Any:
+    authz.check(who, "read")
+    return await _visible(request, who, incident_id)
+
+
+@router.get("/incidents/{incident_id}/timeline")
+async def timeline(incident_id: str, request: Request, who: Caller) -> Any:
+    authz.check(who, "read")
+    await _visible(request, who, incident_id)
+    return await actions.timeline(client_of(request), incident_id)
+
+
+class ActionBody(BaseModel):
+    to: Name | None = None
+    severity: Severity | None = None
+    reason: Text = ""
+    role: Role | None = None
+
+
+@router.post("/incidents/{incident_id}/actions/{action}")
+async def act(
+    incident_id: str,
+    action: Literal["ack", "assign", "escalate", "note", "close"],
+    body: ActionBody,
+    request: Request,
+    who: Caller,
+) -> Any:
+    authz.check(who, action)
+    await _visible(request, who, incident_id)
+    command = CommanderRequest(
+        actor=who.person, role=_role(who, action, body.role), to=body.to,
+        severity=body.severity, reason=body.reason,
+    )  # fmt: skip
+    return await actions.act(client_of(request), incident_id, action, command)
+
+
+class DecisionBody(BaseModel):
+    step: str
+    decision: Literal["approve", "reject"]
+    role: Role
+    reason: Text = Field(min_length=1)
+
+
+@router.post("/incidents/{incident_id}/decisions")
+async def decide(incident_id: str, body: DecisionBody, request: Request, who: Caller) -> Any:
+    authz.check_decision(who, body.role)
+    await _visible(request, who, incident_id)
+    decision = ApprovalRequest(step_id=body.step, actor=who.person, role=body.role,
+                               reason=body.reason)  # fmt: skip
+    return await actions.decide(
+        client_of(request), incident_id, decision, approve=body.decision == "approve",
+        by_signal=False,
+    )  # fmt: skip
+
+
+class StepBody(BaseModel):
+    reason: Text = ""
+    role: Role | None = None
+
+
+@router.post("/incidents/{incident_id}/steps/{step}/{move}")
+async def resolve_failed_step(
+    incident_id: str,
+    step: str,
+    move: Literal["retry", "skip"],
+    body: StepBody,
+    request: Request,
+    who: Caller,
+) -> Any:
+    authz.check(who, move)
+    await _visible(request, who, incident_id)
+    decision = StepRequest(step_id=step, actor=who.person, role=_role(who, move, body.role),
+                           reason=body.reason)  # fmt: skip
+    return await actions.resolve_failed_step(
+        client_of(request), incident_id, decision, retry=move == "retry"
+    )
+
+
+class EventBody(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    data: EventData = Field(default_factory=dict)
+
+
+@router.post("/incidents/{incident_id}/events")
+async def event(incident_id: str, body: EventBody, request: Request, who: Caller) -> Any:
+    authz.check(who, "event")
+    await _visible(request, who, incident_id)
+    message = ExternalEvent(name=body.name, actor=who.person, data=body.data)
+    return await actions.send_event(client_of(request), incident_id, message)
+
+
+class ReopenBody(BaseModel):
+    reason: Text = Field(min_length=1)
+
+
+@router.post("/incidents/{incident_id}/reopen")
+async def reopen(incident_id: str, body: ReopenBody, request: Request, who: Caller) -> Any:
+    authz.check(who, "reopen")
+    settings = request.app.state.settings
+    result = await reopen_incident(
+        client_of(request), incident_id,
+        reopen=Reopen(actor=who.person, role=_role(who, "reopen", None), reason=body.reason),
+        task_queue=settings.task_queue,
+    )  # fmt: skip
+    return result.__dict__
+
+
+@router.get("/authz")
+async def role_matrix(who: Caller) -> list[dict[str, str]]:
+    """Which roles may take which action (what the API enforces)."""
+    return [{"action": action, "roles": roles} for action, roles in authz.table()]
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, object]:
+    return {"ok": True, "at": datetime.now(UTC).isoformat()}
