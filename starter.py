@@ -23,6 +23,7 @@ from incidents.service import InvalidRequest
 from playbooks.cli import playbooks_app
 from playbooks.loader import PlaybookError
 from reports.cli import reports_app, schedule_app
+from roster.cli import oncall_app, people_app, roster_app, token_app
 from stack.cli import stack_app
 from terminal import CliError
 
@@ -38,6 +39,10 @@ app.add_typer(playbooks_app)
 app.add_typer(reports_app)
 app.add_typer(audit_app, name="audit")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(people_app, name="people")
+app.add_typer(roster_app, name="roster")
+app.add_typer(token_app, name="token")
+app.add_typer(oncall_app)
 app.add_typer(stack_app)
 
 

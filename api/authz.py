@@ -40,9 +40,14 @@ RESTRICTED_PLAYBOOKS: dict[str, str] = {"child-safety": "child-safety"}
 
 
 class Caller(Protocol):
-    person: str
-    roles: frozenset[str]
-    groups: frozenset[str]
+    """The signed-in person, as any identity provider describes them (read-only)."""
+
+    @property
+    def person(self) -> str: ...
+    @property
+    def roles(self) -> frozenset[str]: ...
+    @property
+    def groups(self) -> frozenset[str]: ...
 
 
 class Forbidden(Exception):

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 
 import logs
+from api.app import build_server as build_api_server
 from connection import connect, exit_process
 from intake.app import build_server
 from playbooks.operations import salesforce_queue
@@ -27,6 +29,7 @@ from stack.devserver import (
     stop_process,
     wait_for_client,
 )
+from stack.first_run import ensure_local_admin, local_person
 from worker import run_workers
 
 
@@ -62,31 +65,43 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
     if settings.salesforce_base_url is None:
         sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
         sandbox.start_in_thread()
+    admin_token = await asyncio.to_thread(ensure_local_admin, settings)
     intake = build_server(settings)
+    api = build_api_server(settings)
     # uvicorn would take over SIGINT/SIGTERM; this process stops everything in one place.
-    intake.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    for server in (intake, api):
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     intake_task = asyncio.create_task(intake.serve())
+    api_task = asyncio.create_task(api.serve())
     workers = asyncio.create_task(run_workers(settings, stop, client))
-    _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None)
+    for _ in range(300):  # "Ready." means ready: both HTTP servers listen (at most 30 s)
+        if (intake.started and api.started) or intake_task.done() or api_task.done():
+            break
+        await asyncio.sleep(0.1)
+    _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None, token=admin_token)
     try:
         await stop.wait()
     finally:
-        intake.should_exit = True
-        await asyncio.gather(workers, intake_task, return_exceptions=True)
+        intake.should_exit = api.should_exit = True
+        await asyncio.gather(workers, intake_task, api_task, return_exceptions=True)
         if sandbox is not None:
             sandbox.stop()
 
 
-def _print_addresses(settings: Settings, *, embedded: bool, sandbox: bool) -> None:
+def _print_addresses(
+    settings: Settings, *, embedded: bool, sandbox: bool, token: Path | None
+) -> None:
     lines = [
         f"Temporal      {settings.temporal_address} namespace {settings.temporal_namespace}"
         + (f" (embedded, data in {settings.data_dir})" if embedded else ""),
         f"Web UI        http://127.0.0.1:{settings.ui_port}" if embedded else "",
         f"Intake        http://{settings.intake_host}:{settings.intake_port}/webhooks/intake",
+        f"API           http://{settings.api_host}:{settings.api_port} (OpenAPI at /docs)",
+        f"              a token for {local_person()} (admin) is in {token}" if token else "",
         f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
         f"Worker        task queues {settings.task_queue}, {salesforce_queue(settings.task_queue)}",
         "Ready. From another terminal: .venv/bin/incident open --playbook physical-safety ...",

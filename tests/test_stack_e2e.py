@@ -38,6 +38,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         CR_DATABASE_URL=f"sqlite:///{data_dir / 'records.db'}",
         CR_SANDBOX_PORT=str(free_port()),
         CR_INTAKE_PORT=str(free_port()),
+        CR_API_PORT=str(free_port()),
         CR_TASK_QUEUE=f"e2e-{uuid.uuid4().hex[:6]}",
         CR_CLI_TIMEOUT_SECONDS="20",
         CR_ACTOR="casey.ic",
@@ -374,3 +375,21 @@ def test_the_readme_walkthrough_runs_as_written(stack: Stack) -> None:
     assert "approved" in kinds and kinds.count("closed") == 1
     approved = next(e for e in timeline if e["kind"] == "approved")
     assert (approved["step"], approved["actor"]) == ("retailer-notice-approval", "lena")
+
+
+def test_make_run_serves_the_api_with_a_token_for_the_local_admin(stack: Stack) -> None:
+    """The first `incident up` makes the local user an admin with a token (mode 0600); the API
+    answers that token, refuses none, and a revoked token stops working at once."""
+    token_file = Path(stack.env["CR_DATA_DIR"]) / "local-admin.token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    token = token_file.read_text().strip()
+    api = f"http://127.0.0.1:{stack.env['CR_API_PORT']}"
+    auth = {"authorization": f"Bearer {token}"}
+    assert httpx.get(f"{api}/incidents", timeout=10).status_code == 401
+    assert httpx.get(f"{api}/incidents", headers=auth, timeout=10).status_code == 200
+    assert httpx.get(f"{api}/openapi.json", timeout=10).json()["info"]["title"]
+    listed = cli_json(stack.env, "token", "list")
+    assert any(t["name"] == "local admin (make run)" for t in listed)
+    cli(stack.env, "token", "revoke", listed[0]["id"])
+    refused = httpx.get(f"{api}/incidents", headers=auth, timeout=10)
+    assert (refused.status_code, refused.json()["error"]) == (401, "revoked")

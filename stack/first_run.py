@@ -1,0 +1,50 @@
+"""The first `make run` on a data directory: the local user becomes an admin with a token.
+
+So the two-command start needs no manual step: the roster gets one person (``$CR_ACTOR`` or
+``$USER``) holding every role the shipped playbooks use, and a personal API token for them is
+written to ``<data dir>/local-admin.token`` (mode 0600) for the CLI and curl. Production rosters
+are imported (`incident roster import`), never made here.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from roster import service, tokens
+from settings import Settings
+
+LOCAL_ROLES = ("admin", "ic", "cr", "mgr", "legal", "privacy", "lers", "sec", "comms", "auditor")
+
+
+def local_person() -> str:
+    raw = os.environ.get("CR_ACTOR") or os.environ.get("USER") or "local-admin"
+    handle = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in raw.lower())
+    return handle[:60] or "local-admin"
+
+
+def token_file(settings: Settings) -> Path:
+    return settings.data_dir / "local-admin.token"
+
+
+def ensure_local_admin(settings: Settings) -> Path | None:
+    """On a roster with nobody in it: the local admin and their token file; else None."""
+    url = settings.effective_database_url
+    if service.list_people(url=url):
+        return None
+    person = local_person()
+    service.add_person(
+        person, display_name=f"{person} (local admin)", roles=LOCAL_ROLES,
+        actor="incident up", url=url,
+    )  # fmt: skip
+    secret = tokens.create_token(
+        person, name="local admin (make run)", expires_in=timedelta(days=90),
+        actor="incident up", url=url,
+    )  # fmt: skip
+    path = token_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return path
