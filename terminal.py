@@ -16,7 +16,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -60,6 +64,11 @@ def run_with_client(factory: Callable[[Client], Awaitable[T]]) -> T:
         raise CliError(
             f"no answer within {settings.cli_timeout_seconds:.0f}s: is a worker running "
             f"on task queue {settings.task_queue!r}?"
+        ) from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise CliError(
+            "the incident did not answer the Update in time: is its workflow task failing? "
+            "see `incident doctor`"
         ) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
