@@ -14,7 +14,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from workflows import rules
+    from workflows import signatures as signed
     from workflows import sla as clocks
     from workflows.models import (
         ACK_CLOCK,
@@ -62,8 +65,10 @@ class IncidentMessages(IncidentSlaRace):
                 ) from None
 
     def _decide(
-        self, request: ApprovalRequest, decision: str, *, raise_refusal: bool
+        self, request: ApprovalRequest, decision: str, *, raise_refusal: bool, message: str = ""
     ) -> ApprovalResult:
+        if not self._admitted(decision, request, message or decision, raise_refusal=raise_refusal):
+            return ApprovalResult(step_id=request.step_id, outcome="rejected")
         try:
             pending = rules.check_decision(self.state, self.steps, request)
         except rules.DecisionRefused as refused:
@@ -116,6 +121,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def acknowledge(self, request: CommanderRequest) -> TimelineEntry:
+        self._admitted("acknowledge", request, "acknowledge", raise_refusal=True)
         self.state.acknowledged_at = workflow.now()
         self.state.owner = request.actor
         self._stop_clock(ACK_CLOCK)
@@ -135,6 +141,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def assign(self, request: CommanderRequest) -> TimelineEntry:
+        self._admitted("assign", request, "assign", raise_refusal=True)
         previous, self.state.owner = self.state.owner, request.to or self.state.owner
         return self._record(
             "assigned",
@@ -154,6 +161,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def escalate(self, request: CommanderRequest) -> TimelineEntry:
+        self._admitted("escalate", request, "escalate", raise_refusal=True)
         assert request.severity is not None
         return self._set_severity(request.severity, request.actor, request.role, request.reason)
 
@@ -171,6 +179,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def note(self, request: CommanderRequest) -> TimelineEntry:
+        self._admitted("note", request, "note", raise_refusal=True)
         return self._record("note", request.reason, actor=request.actor, role=request.role)
 
     @note.validator
@@ -181,6 +190,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def close(self, request: CommanderRequest) -> TimelineEntry:
+        self._admitted("close", request, "close", raise_refusal=True)
         return self._close(request.actor, request.role, request.reason)
 
     def _close(self, actor: str, role: str, resolution: str) -> TimelineEntry:
@@ -248,6 +258,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def retry_step(self, request: StepRequest) -> TimelineEntry:
+        self._admitted("retry_step", request, "retry_step", raise_refusal=True)
         self.state.steps[request.step_id].failure_decision = "retry"
         return self._record(
             "step_retry_decided",
@@ -263,6 +274,7 @@ class IncidentMessages(IncidentSlaRace):
 
     @workflow.update
     async def skip_step(self, request: StepRequest) -> TimelineEntry:
+        self._admitted("skip_step", request, "skip_step", raise_refusal=True)
         st = self.state.steps[request.step_id]
         st.failure_decision = "skip"
         st.detail = f"skipped by {request.actor} ({request.role}): {request.reason}"
@@ -314,6 +326,47 @@ class IncidentMessages(IncidentSlaRace):
     @workflow.query
     def timeline(self) -> list[TimelineEntry]:
         return self.state.timeline
+
+    def _admitted(
+        self, action: str, request: BaseModel, message: str, *, raise_refusal: bool
+    ) -> bool:
+        """Whether a message may act. On an incident with trusted keys it must carry a fresh,
+        valid signature of exactly this action by a trusted key, with a nonce not used before;
+        with a roster, its actor must have held its role. Otherwise it is recorded as
+        ``message_refused`` (and an Update fails with the code as its error type). An incident
+        with neither (every one opened before the API) admits everything, as it always did."""
+        if not self.inp.trusted_keys and not self.inp.roster:
+            return True
+        actor, role = str(getattr(request, "actor", "")), getattr(request, "role", None)
+        refused = None
+        if self.inp.trusted_keys:
+            now = workflow.now()
+            fields = signed.fields_of(self.inp.incident_id, action, request)
+            signature = getattr(request, "signature", None)
+            used = self.state.used_nonces
+            refused = signed.refusal(signature, fields, self.inp.trusted_keys, now, used)
+            if refused is None and signature is not None:
+                signed.prune_nonces(used, now)
+                used[signature.nonce] = signature.issued_at
+        if refused is None and (problem := signed.role_not_held(actor, role, self.inp.roster)):
+            refused = (signed.ROLE_NOT_HELD, problem)
+        if refused is None:
+            return True
+        code, reason = refused
+        authenticated = code == signed.ROLE_NOT_HELD or not self.inp.trusted_keys
+        step = str(getattr(request, "step_id", "") or "")
+        self._record(
+            "message_refused",
+            f"{message} refused ({code}): {reason}"[:300],
+            actor=actor if authenticated else "system",
+            role=role if authenticated else None,
+            step=step if step in self.steps else None,
+            data={"message": message[:64], "code": code, "claimed_actor": actor[:100]},
+            request_id=getattr(request, "request_id", None),
+        )
+        if raise_refusal:
+            raise ApplicationError(reason, type=code, non_retryable=True)
+        return False
 
     def _refuse_if_closed(self) -> None:
         if self.state.status == "closed":

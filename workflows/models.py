@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
 from workflows.limits import EventData, Fields, Ident, Name, Role, Summary, Text
+from workflows.signatures import Signature
+
+TRUSTED_KEYS_MAX = 16  # public keys one incident trusts (the API's current and rotated-out keys)
+ROSTER_MAX = 2_000  # people on an incident's roster
 
 # Names of the incident-level SLA clocks (step clocks are named by their step id).
 ACK_CLOCK, RESOLVE_CLOCK = "incident.acknowledge", "incident.resolve"
@@ -157,6 +161,9 @@ class IncidentState(BaseModel):
         "running"  # the playbook walk, not the incident
     )
     runs: int = 1
+    # Nonces of signed messages accepted lately (nonce -> issued_at): a second use is a replay.
+    # Those older than the freshness window are dropped (their replay is refused as stale).
+    used_nonces: dict[str, datetime] = Field(default_factory=dict)
 
 
 class Reopen(BaseModel):
@@ -185,6 +192,12 @@ class IncidentInput(BaseModel):
     reopen: Reopen | None = None
     # Tests force continue-as-new past this many history events (the server suggests it at 4,096).
     continue_as_new_after_events: int | None = None
+    # Signed messages (workflows/signatures.py): key id -> base64 raw Ed25519 public key. Empty
+    # (every incident opened before the API, every recorded history): nothing is verified.
+    trusted_keys: dict[str, str] = Field(default_factory=dict, max_length=TRUSTED_KEYS_MAX)
+    # Person -> the roles they held when the incident opened (the API fills it); when given, a
+    # message in a role its actor did not hold is refused (role_not_held).
+    roster: dict[Name, list[Role]] = Field(default_factory=dict, max_length=ROSTER_MAX)
 
 
 class IncidentOutcome(BaseModel):
@@ -207,6 +220,7 @@ class ApprovalRequest(BaseModel):
     role: Role
     reason: Text = Field(min_length=1)
     request_id: Ident | None = None  # lets a signal's sender find the verdict in the timeline
+    signature: Signature | None = None  # the API's (workflows/signatures.py)
 
 
 class ApprovalResult(BaseModel):
@@ -222,6 +236,7 @@ class CommanderRequest(BaseModel):
     to: Name | None = None  # assign
     severity: Severity | None = None  # escalate
     reason: Text = ""  # escalate, note text, close resolution
+    signature: Signature | None = None
 
 
 class ExternalEvent(BaseModel):
@@ -231,6 +246,8 @@ class ExternalEvent(BaseModel):
     actor: Name = "system"
     data: EventData = Field(default_factory=dict)
     request_id: Ident | None = None  # lets the sender find the verdict in the timeline
+    role: Role | None = None  # the sender's role, checked against the roster when given
+    signature: Signature | None = None
 
 
 class ClockView(BaseModel):
@@ -276,6 +293,7 @@ class StepRequest(BaseModel):
     actor: Name
     role: Role = "ic"
     reason: Text = ""
+    signature: Signature | None = None
 
 
 # --- Activity contract ----------------------------------------------------------------------

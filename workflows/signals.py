@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import IncidentMessages
     from workflows.models import ApprovalRequest, ExternalEvent
     from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT
+    from workflows.signatures import SIGNAL_ACTIONS
 
 SIGNAL_MODELS: dict[str, type[BaseModel]] = {
     SIGNAL_EVENT: ExternalEvent,
@@ -46,10 +47,12 @@ class IncidentSignals(IncidentMessages):
             self._refuse_message(name, str(refused))
             return
         if isinstance(message, ExternalEvent):
-            self._on_event(message)
+            # Signed (and checked against the roster) on an incident that trusts keys; refused
+            # and recorded otherwise. Decisions are checked the same way in ``_decide``.
+            if self._admitted(SIGNAL_ACTIONS[name], message, name, raise_refusal=False):
+                self._on_event(message)
         elif isinstance(message, ApprovalRequest):
-            self._decide(message, "approve" if name == SIGNAL_APPROVE else "reject",
-                         raise_refusal=False)  # fmt: skip
+            self._decide(message, SIGNAL_ACTIONS[name], raise_refusal=False, message=name)
 
     def _refuse_message(self, name: str, reason: str) -> None:
         self._record(
