@@ -16,6 +16,7 @@ from api import errors
 from api.authz import Caller
 from api.routes import router
 from connection import connect
+from identity.keys import load_or_create
 from settings import Settings, get_settings
 
 Authenticate = Callable[[str], Caller]
@@ -41,6 +42,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keys = load_or_create(settings.data_dir)
     if client is not None:
         app.state.client = client
     app.state.authenticate = authenticate or _roster_tokens()

@@ -14,7 +14,9 @@ from temporalio.client import Client
 
 from api import authz
 from api.errors import NotVisible, Unauthenticated
+from api.signing import signed, trusting
 from incidents import actions, listing
+from incidents.actions import new_request_id
 from incidents.service import build_input, new_incident_id, reopen_incident, start_incident
 from workflows.limits import EventData, Fields, Name, Role, Summary, Text
 from workflows.models import (
@@ -27,6 +29,9 @@ from workflows.models import (
 )
 
 router = APIRouter()
+# The Update each commander action is (what its signature names).
+UPDATE_NAMES = {"ack": "acknowledge", "assign": "assign", "escalate": "escalate", "note": "note",
+                "close": "close"}  # fmt: skip
 
 
 def caller(request: Request) -> authz.Caller:
@@ -80,6 +85,7 @@ async def open_incident(body: OpenBody, request: Request, who: Caller) -> JSONRe
         fields=body.fields, incident_id=body.id or new_incident_id(), opened_by=who.person,
         settings=settings,
     )  # fmt: skip
+    inp = trusting(inp, request.app.state.keys, settings.effective_database_url)
     result = await start_incident(client_of(request), inp, settings.task_queue)
     return JSONResponse(result.__dict__ | {"ignored_fields": []}, 201 if result.created else 200)
 
@@ -133,11 +139,12 @@ async def act(
     who: Caller,
 ) -> Any:
     authz.check(who, action)
-    await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id)
     command = CommanderRequest(
         actor=who.person, role=_role(who, action, body.role), to=body.to,
         severity=body.severity, reason=body.reason,
     )  # fmt: skip
+    command = signed(request.app.state.keys, status, UPDATE_NAMES[action], command)
     return await actions.act(client_of(request), incident_id, action, command)
 
 
@@ -151,9 +158,10 @@ class DecisionBody(BaseModel):
 @router.post("/incidents/{incident_id}/decisions")
 async def decide(incident_id: str, body: DecisionBody, request: Request, who: Caller) -> Any:
     authz.check_decision(who, body.role)
-    await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id)
     decision = ApprovalRequest(step_id=body.step, actor=who.person, role=body.role,
                                reason=body.reason)  # fmt: skip
+    decision = signed(request.app.state.keys, status, body.decision, decision)
     return await actions.decide(
         client_of(request), incident_id, decision, approve=body.decision == "approve",
         by_signal=False,
@@ -175,9 +183,10 @@ async def resolve_failed_step(
     who: Caller,
 ) -> Any:
     authz.check(who, move)
-    await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id)
     decision = StepRequest(step_id=step, actor=who.person, role=_role(who, move, body.role),
                            reason=body.reason)  # fmt: skip
+    decision = signed(request.app.state.keys, status, f"{move}_step", decision)
     return await actions.resolve_failed_step(
         client_of(request), incident_id, decision, retry=move == "retry"
     )
@@ -191,8 +200,10 @@ class EventBody(BaseModel):
 @router.post("/incidents/{incident_id}/events")
 async def event(incident_id: str, body: EventBody, request: Request, who: Caller) -> Any:
     authz.check(who, "event")
-    await _visible(request, who, incident_id)
-    message = ExternalEvent(name=body.name, actor=who.person, data=body.data)
+    status = await _visible(request, who, incident_id)
+    message = ExternalEvent(name=body.name, actor=who.person, data=body.data,
+                            request_id=new_request_id())  # fmt: skip
+    message = signed(request.app.state.keys, status, "event", message)
     return await actions.send_event(client_of(request), incident_id, message)
 
 

@@ -43,8 +43,8 @@ def authenticate(token: str) -> Person:
 
 
 @pytest.fixture
-async def api(h):
-    settings = Settings(task_queue=h.task_queue)
+async def api(h, tmp_path):
+    settings = Settings(task_queue=h.task_queue, data_dir=tmp_path)
     app = create_app(settings, authenticate=authenticate, client=h.client)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
@@ -134,3 +134,40 @@ def test_the_role_matrix_row_by_row():
     for action, roles in expected.items():
         assert set(ACTIONS[action]) == roles, action
     assert "auditor" not in ACTIONS["close"] | ACTIONS["event"] | ACTIONS["open"]
+
+
+async def test_a_forged_decision_sent_straight_to_temporal_is_refused_and_recorded(api, h):
+    """An incident opened through the API trusts only the API's keys: an approval sent with a
+    raw Temporal client (no signature, or someone else's) changes nothing and is recorded."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from workflows.incident import IncidentWorkflow
+    from workflows.models import ApprovalRequest
+    from workflows.names import SIGNAL_APPROVE
+
+    iid = f"API-F-{uuid.uuid4().hex[:6]}"
+    body = {"playbook": "physical-safety", "summary": "assault", "fields": PHYSICAL, "id": iid}
+    assert (await api.post("/incidents", json=body, headers=as_("tok-casey"))).status_code == 201
+    target = handle(h.client, iid)
+    h.handles.append(target)
+    for name in ("safety_call_made", "accused_on_hold", "evidence_preserved", "classified",
+                 "parties_updated"):  # fmt: skip
+        r = await api.post(f"/incidents/{iid}/events", json={"name": name},
+                           headers=as_("tok-casey"))  # fmt: skip
+        assert r.status_code == 200, r.text
+    await wait_for_status(target, lambda s: s.pending_approvals)
+    forged = ApprovalRequest(step_id="retailer-notice-approval", actor="mallory", role="legal",
+                             reason="trust me")  # fmt: skip
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await target.execute_update(IncidentWorkflow.approve, forged)
+    assert refused.value.cause.type == "unsigned"  # type: ignore[union-attr]
+    await target.signal(SIGNAL_APPROVE, forged)
+    status = await wait_for_status(target, lambda s: s.pending_approvals)
+    assert status.pending_approvals[0].decisions == []  # nothing changed
+    timeline = (await api.get(f"/incidents/{iid}/timeline", headers=as_("tok-aud"))).json()
+    refusals = [e for e in timeline if e["kind"] == "message_refused"]
+    assert len(refusals) >= 2 and all(e["data"]["code"] == "unsigned" for e in refusals)
+    r = await api.post(f"/incidents/{iid}/actions/close", json={"reason": "done"},
+                       headers=as_("tok-casey"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    await h.closed(target)

@@ -248,6 +248,7 @@ class IncidentMessages(IncidentSlaRace):
             as_of=now,
             run=self.state.runs,
             walk=self.state.walk,
+            trusted_key_ids=sorted(self.inp.trusted_keys),
             failed_steps=[
                 s
                 for s in self.state.steps.values()

@@ -282,6 +282,7 @@ class IncidentStatus(BaseModel):
     as_of: datetime
     run: int
     walk: str = "running"  # running, complete, halted
+    trusted_key_ids: list[str] = Field(default_factory=list)  # keys its messages must be signed by
     failed_steps: list[StepState] = Field(default_factory=list)  # awaiting retry or skip
     attention: list[str] = Field(default_factory=list)
 
