@@ -116,6 +116,7 @@ class PendingApproval(BaseModel):
     requested_at: datetime
     decisions: list[Decision] = Field(default_factory=list)
     outcome: Literal["approved", "rejected"] | None = None
+    eligible: list[str] = Field(default_factory=list)  # people holding a role, at the request
 
 
 class StepState(BaseModel):

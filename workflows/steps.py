@@ -87,6 +87,7 @@ class IncidentSteps(IncidentFailures):
                 requested_by=self.state.owner,
                 second_roles=step.second_approver.roles if step.second_approver else None,
                 requested_at=workflow.now(),
+                eligible=self._eligible(step.roles),
             )
             self.state.approvals[step.id] = pending
             self._record(
@@ -95,15 +96,27 @@ class IncidentSteps(IncidentFailures):
                 step=step.id,
                 role=",".join(step.roles),
                 actor=self.state.owner,
+                data={"eligible": ", ".join(pending.eligible)} if pending.eligible else None,
             )
+            who = f" ({', '.join(pending.eligible)})" if pending.eligible else ""
             await self._notify(
-                f"{self._label()}: decision needed from {'/'.join(step.roles)} on {step.id}",
+                f"{self._label()}: decision needed from {'/'.join(step.roles)}{who} on {step.id}",
                 f"approval:{step.id}",
             )
         await workflow.wait_condition(lambda: pending.outcome is not None)
         if pending.outcome == "rejected" and step.on_reject == "fail":
             raise StepFailed(f"{step.id} was rejected: {pending.decisions[-1].reason}")
         return f"{pending.outcome} by " + ", ".join(d.actor for d in pending.decisions)
+
+    def _eligible(self, roles: list[str]) -> list[str]:
+        """Who may decide, from the roster the incident was opened with (the requester excluded:
+        nobody approves their own request); empty when the incident carries no roster."""
+        wanted = {r.lower() for r in roles}
+        return sorted(
+            person
+            for person, held in self.inp.roster.items()
+            if wanted & {r.lower() for r in held} and person != self.state.owner
+        )
 
     async def _wait_for(self, step: WaitForStep) -> str:
         arrived = lambda: self.state.events_pending.get(step.event, 0) > 0  # noqa: E731
