@@ -23,7 +23,7 @@ from workflows.models import (
     ApprovalRequest,
     CommanderRequest,
     ExternalEvent,
-    Reopen,
+    ReopenRequest,
     Severity,
     StepRequest,
 )
@@ -217,7 +217,7 @@ async def reopen(incident_id: str, body: ReopenBody, request: Request, who: Call
     settings = request.app.state.settings
     result = await reopen_incident(
         client_of(request), incident_id,
-        reopen=Reopen(actor=who.person, role=_role(who, "reopen", None), reason=body.reason),
+        reopen=ReopenRequest(actor=who.person, role=_role(who, "reopen", None), reason=body.reason),
         task_queue=settings.task_queue,
     )  # fmt: skip
     return result.__dict__

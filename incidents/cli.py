@@ -21,7 +21,7 @@ from workflows.models import (
     ApprovalRequest,
     CommanderRequest,
     ExternalEvent,
-    Reopen,
+    ReopenRequest,
     StepRequest,
     TimelineEntry,
 )
@@ -179,7 +179,7 @@ def reopen(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a closed incident: same id, same timeline, a new run; who and why are recorded."""
-    request = Reopen(actor=actor or default_actor(), reason=reason)
+    request = ReopenRequest(actor=actor or default_actor(), reason=reason)
     queue = get_settings().task_queue
     result = run_with_client(
         lambda c: reopen_incident(c, incident_id, reopen=request, task_queue=queue)

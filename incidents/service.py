@@ -39,7 +39,7 @@ from workflows.limits import INCIDENT_ID_PATTERN, SUMMARY_MAX, field_problems, t
 from workflows.models import (
     BusinessCalendar,
     IncidentInput,
-    Reopen,
+    ReopenRequest,
 )
 from workflows.names import (
     SA_BREACHED,
@@ -218,7 +218,7 @@ def _closed_in_records(incident_id: str) -> datetime | None:
 
 
 async def reopen_incident(
-    client: Client, incident_id: str, *, reopen: Reopen, task_queue: str
+    client: Client, incident_id: str, *, reopen: ReopenRequest, task_queue: str
 ) -> OpenResult:
     """Continue a closed incident in a new run of the same workflow id, from the state it
     closed with; the new run records who reopened it and why."""

@@ -20,7 +20,7 @@ from tests.engine_support import (
     wait_for_timeline,
 )
 from workflows.incident import IncidentWorkflow
-from workflows.models import ExternalEvent, Reopen
+from workflows.models import ExternalEvent, ReopenRequest
 from workflows.names import SIGNAL_EVENT, incident_id_of
 
 STEPS = [
@@ -48,12 +48,12 @@ async def test_a_closed_id_is_refused_and_reopen_continues_the_same_incident(h):
     assert "was closed at" in message and f"incident reopen {inp.incident_id}" in message
     with pytest.raises(InvalidRequest, match="not in Temporal"):
         await reopen_incident(
-            h.client, "no-such-incident", reopen=Reopen(actor="x", reason="y"),
+            h.client, "no-such-incident", reopen=ReopenRequest(actor="x", reason="y"),
             task_queue=h.task_queue,
         )  # fmt: skip
 
     reopened = await reopen_incident(
-        h.client, inp.incident_id, reopen=Reopen(actor="robin", reason="new evidence"),
+        h.client, inp.incident_id, reopen=ReopenRequest(actor="robin", reason="new evidence"),
         task_queue=h.task_queue,
     )  # fmt: skip
     assert reopened.run_id != opened.run_id
@@ -66,7 +66,7 @@ async def test_a_closed_id_is_refused_and_reopen_continues_the_same_incident(h):
     await wait_for_timeline(handle, has("step_started", "wrap-up", 2))
     with pytest.raises(InvalidRequest, match="is open"):
         await reopen_incident(
-            h.client, inp.incident_id, reopen=Reopen(actor="x", reason="y"),
+            h.client, inp.incident_id, reopen=ReopenRequest(actor="x", reason="y"),
             task_queue=h.task_queue,
         )  # fmt: skip
     await h.close(handle, "robin", reason="handled again")

@@ -194,9 +194,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         if st is not None and st.status == "failed" and policy == "continue":
             return None
         carried_failure = st is not None and st.status == "failed" and policy == "ask"
-        if carried_failure:
-            pass
-        elif st is None or st.status != "running":
+        if not carried_failure and (st is None or st.status != "running"):
             st = StepState(
                 step_id=step.id,
                 kind=step.kind,

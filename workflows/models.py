@@ -167,7 +167,7 @@ class IncidentState(BaseModel):
     used_nonces: dict[str, datetime] = Field(default_factory=dict)
 
 
-class Reopen(BaseModel):
+class ReopenRequest(BaseModel):
     """Who reopened a closed incident, and why (recorded as the new run's first entry)."""
 
     actor: Name
@@ -190,7 +190,7 @@ class IncidentInput(BaseModel):
     # Carried by continue-as-new; None on the first run.
     state: IncidentState | None = None
     # Set when a closed incident is reopened: the state it closed with continues in a new run.
-    reopen: Reopen | None = None
+    reopen: ReopenRequest | None = None
     # Tests force continue-as-new past this many history events (the server suggests it at 4,096).
     continue_as_new_after_events: int | None = None
     # Signed messages (workflows/signatures.py): key id -> base64 raw Ed25519 public key. Empty
