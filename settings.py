@@ -8,6 +8,7 @@ playbook, the business calendar) is snapshotted into its input when it is opened
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -107,6 +108,11 @@ class Settings(BaseSettings):
     intake_port: int = 8788
     api_host: str = "127.0.0.1"
     api_port: int = 8789
+    # --- The `incident` command as a client of the API --------------------------------------
+    # Where the CLI finds the API (unset: the embedded stack's, http://CR_API_HOST:CR_API_PORT).
+    api_url: str | None = None
+    # Where `incident login` keeps the token (mode 0600); unset: $XDG_CONFIG_HOME or ~/.config.
+    config_dir: Path | None = None
     intake_webhook_secret: SecretStr | None = None  # "whsec_..."; sandbox mode has a dev default
     intake_rules_file: Path | None = None
 
@@ -134,6 +140,22 @@ class Settings(BaseSettings):
     @property
     def effective_sendgrid_url(self) -> str:
         return (self.sendgrid_api_url or f"{self.sandbox_url}/sendgrid").rstrip("/")
+
+    @property
+    def effective_api_url(self) -> str:
+        return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def local_admin_token_file(self) -> Path:
+        """Where the first `make run` writes the local admin's token (the CLI's last resort)."""
+        return self.data_dir / "local-admin.token"
+
+    @property
+    def effective_config_dir(self) -> Path:
+        if self.config_dir is not None:
+            return self.config_dir.expanduser()
+        base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+        return Path(base).expanduser() / "critical-response"
 
     @property
     def effective_database_url(self) -> str:

@@ -1,7 +1,7 @@
 """The `incident` command: mounts each room's command group and is the one error/exit path.
 
 Commanders, Legal, auditors and the team lead drive incidents from a terminal; each room owns its
-commands (``incidents/cli.py``, ``playbooks/cli.py``, ``audit/cli.py``, ``reports/cli.py``,
+commands (``client/cli.py`` through the API, ``playbooks/cli.py``, ``audit/cli.py``, ``reports/cli.py``,
 ``stack/cli.py``). Errors are one line on stderr with a non-zero exit (usage errors 2), never a
 traceback; `--json` prints machine-readable output. The process ends through
 ``connection.exit_process`` once its work is done.
@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 
 from audit.cli import audit_app
+from client.cli import incidents_app
+from client.session import session_app
 from connection import exit_process
-from incidents.cli import incidents_app
 from incidents.doctor import doctor_app
 from incidents.service import InvalidRequest
 from playbooks.cli import playbooks_app
@@ -34,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(incidents_app)
+app.add_typer(session_app)
 app.add_typer(doctor_app, name="doctor")
 app.add_typer(playbooks_app)
 app.add_typer(reports_app)

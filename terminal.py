@@ -1,7 +1,7 @@
 """What every command group of the `incident` command shares: one-line errors, `--json` output,
 and one way to run a Temporal client operation.
 
-Command groups live in their rooms (``incidents/cli.py``, ``audit/cli.py``, ``reports/cli.py`` ...);
+Command groups live in their rooms (``client/cli.py``, ``audit/cli.py``, ``reports/cli.py`` ...);
 ``starter.py`` mounts them and turns every ``CliError`` into one line on stderr with exit code 1.
 """
 

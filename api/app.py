@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from api import errors
+from api import account, errors
 from api.authz import Caller
 from api.routes import router
 from connection import connect
@@ -48,6 +48,7 @@ def create_app(
     app.state.authenticate = authenticate or _roster_tokens()
     errors.install(app)
     app.include_router(router)
+    app.include_router(account.router)
     return app
 
 

@@ -53,8 +53,11 @@ class Caller(Protocol):
 class Forbidden(Exception):
     """403: the caller lacks a role the action needs (the message names them)."""
 
-    def __init__(self, action: str, needed: frozenset[str]) -> None:
-        super().__init__(f"{action} needs one of the roles: {', '.join(sorted(needed))}")
+    def __init__(self, action: str, needed: frozenset[str], why: str | None = None) -> None:
+        if why is None:
+            roles = ", ".join(sorted(needed))
+            why = f"needs one of the roles: {roles}" if needed else "is not allowed"
+        super().__init__(f"{action} {why}")
         self.action = action
         self.needed = needed
 

@@ -3,10 +3,19 @@
 401 no, unknown, expired or revoked token; 403 with the role that would be needed; 404 for an
 incident the caller may not see (or that does not exist: the two look the same); 409 for a state
 conflict (closed, already decided, not waiting); 422 naming the field.
+
+A refusal the API decides itself (403, a hidden incident's 404, a revoked, expired or deactivated
+person's token) is also written to the audit log's ``_access`` stream: who tried what, and why it
+was refused. Refusals the workflow decides (wrong role for the step, self-approval) it records in
+the incident's own timeline. A request with no token or an unknown one names nobody and is only
+logged, so an anonymous flood cannot grow the audit log.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,6 +27,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.authz import Forbidden
 from incidents.actions import SignalRefused
 from incidents.service import IncidentClosed, InvalidRequest
+from playbooks.loader import PlaybookError
+from roster import journal
 from workflows.rules import AUTHORIZATION_REFUSALS
 
 
@@ -33,23 +44,51 @@ class Unauthenticated(Exception):
         self.code = code
 
 
+log = structlog.get_logger("api")
+NAMELESS = ("missing", "unknown")  # 401 codes whose token names nobody
+
+
 def _json(status: int, error: str, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
+
+
+async def _access_refused(request: Request, actor: str, code: str, message: str) -> None:
+    """One ``access_refused`` entry in the audit log; a failure to write it is logged, and the
+    refusal still goes out (the caller must never be let through because the log is down)."""
+    detail = f"{request.method} {request.url.path}: {code}: {message}"
+    url = request.app.state.settings.effective_database_url
+    try:
+        await asyncio.to_thread(
+            journal.record, actor, detail, url, stream=journal.ACCESS_ID, kind=journal.ACCESS_KIND
+        )
+    except Exception as err:  # noqa: BLE001 - the refusal stands either way
+        log.warning("api.access_log_failed", error=str(err)[:200], detail=detail)
+
+
+def _who(request: Request) -> str:
+    caller = getattr(request.state, "caller", None)
+    return str(caller.person) if caller is not None else "unknown"
 
 
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
     @app.exception_handler(Unauthenticated)
-    async def _unauthenticated(_: Request, err: Unauthenticated) -> JSONResponse:
+    async def _unauthenticated(request: Request, err: Unauthenticated) -> JSONResponse:
+        if err.code in NAMELESS:
+            log.info("api.unauthenticated", code=err.code, path=request.url.path)
+        else:
+            await _access_refused(request, "token holder", err.code, str(err))
         return _json(401, err.code, str(err))
 
     @app.exception_handler(Forbidden)
-    async def _forbidden(_: Request, err: Forbidden) -> JSONResponse:
+    async def _forbidden(request: Request, err: Forbidden) -> JSONResponse:
+        await _access_refused(request, _who(request), "forbidden", str(err))
         return _json(403, "forbidden", str(err), needed_roles=sorted(err.needed))
 
     @app.exception_handler(NotVisible)
-    async def _not_visible(_: Request, err: NotVisible) -> JSONResponse:
+    async def _not_visible(request: Request, err: NotVisible) -> JSONResponse:
+        await _access_refused(request, _who(request), "not_visible", str(err))
         return _json(404, "not_found", str(err))
 
     @app.exception_handler(IncidentClosed)
@@ -64,6 +103,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidRequest)
     async def _invalid(_: Request, err: InvalidRequest) -> JSONResponse:
         return _json(422, "invalid_request", str(err))
+
+    @app.exception_handler(PlaybookError)
+    async def _playbook(_: Request, err: PlaybookError) -> JSONResponse:
+        return _json(422, "invalid_request", f"playbook: {err}", field="playbook")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        """The last guard: one line for the caller, the whole story in the API's log."""
+        log.exception("api.unexpected", path=request.url.path, error=type(err).__name__)
+        return _json(500, "internal", f"unexpected {type(err).__name__}; see the API's log")
 
     @app.exception_handler(ValidationError)
     async def _model_invalid(_: Request, err: ValidationError) -> JSONResponse:

@@ -4,21 +4,29 @@ token's person, and a role is chosen only among the roles that person holds."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from temporalio.client import Client
 
 from api import authz
+from api.bodies import ActionBody, DecisionBody, EventBody, OpenBody, ReopenBody, StepBody
 from api.errors import NotVisible, Unauthenticated
 from api.signing import signed, trusting
 from incidents import actions, listing
 from incidents.actions import new_request_id
-from incidents.service import build_input, new_incident_id, reopen_incident, start_incident
-from workflows.limits import EventData, Fields, Name, Role, Summary, Text
+from incidents.service import (
+    InvalidRequest,
+    build_input,
+    new_incident_id,
+    reopen_incident,
+    start_incident,
+)
+from roster import service as roster
 from workflows.models import (
     ApprovalRequest,
     CommanderRequest,
@@ -40,7 +48,9 @@ def caller(request: Request) -> authz.Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing", "send Authorization: Bearer <token> (incident login)")
-    return request.app.state.authenticate(token.strip())  # type: ignore[no-any-return]
+    who: authz.Caller = request.app.state.authenticate(token.strip())
+    request.state.caller = who  # for the access log of a refusal (api/errors.py)
+    return who
 
 
 Caller = Annotated[authz.Caller, Depends(caller)]
@@ -53,8 +63,8 @@ def client_of(request: Request) -> Client:
 def _role(who: authz.Caller, action: str, asked: str | None) -> str:
     """The role to act in: the one asked for (if held), else the first held that may act."""
     if asked:
-        if asked not in who.roles:
-            raise authz.Forbidden(f"acting as {asked}", frozenset({asked}))
+        if asked not in who.roles & authz.ACTIONS[action]:
+            raise authz.Forbidden(f"{action} as {asked}", who.roles & authz.ACTIONS[action])
         return asked
     return sorted(who.roles & authz.ACTIONS[action])[0]
 
@@ -66,19 +76,26 @@ async def _visible(request: Request, who: authz.Caller, incident_id: str) -> Any
     return status
 
 
-class OpenBody(BaseModel):
-    playbook: str
-    summary: Summary
-    severity: Severity | None = None
-    fields: Fields = Field(default_factory=dict)
-    id: str | None = None
+async def _assignable(request: Request, person: str) -> None:
+    """An owner is an active person holding a commander role (a typo never leaves an incident
+    owned by nobody)."""
+    url = request.app.state.settings.effective_database_url
+    held = await asyncio.to_thread(roster.roles_of, person, url=url)
+    if not held & authz.COMMANDERS:
+        raise InvalidRequest(
+            f"to: {person} is not on the roster with a commander role "
+            f"({', '.join(sorted(authz.COMMANDERS))})"
+        )
 
 
 @router.post("/incidents", status_code=201)
 async def open_incident(body: OpenBody, request: Request, who: Caller) -> JSONResponse:
     authz.check(who, "open")
     if not authz.may_see(who, body.playbook):
-        raise authz.Forbidden(f"opening {body.playbook}", frozenset({"member of its group"}))
+        group = authz.RESTRICTED_PLAYBOOKS[body.playbook]
+        raise authz.Forbidden(
+            f"opening {body.playbook}", frozenset(), f"is for the {group} group only"
+        )
     settings = request.app.state.settings
     inp = build_input(
         playbook=body.playbook, severity=body.severity, summary=body.summary,
@@ -123,13 +140,6 @@ async def timeline(incident_id: str, request: Request, who: Caller) -> Any:
     return await actions.timeline(client_of(request), incident_id)
 
 
-class ActionBody(BaseModel):
-    to: Name | None = None
-    severity: Severity | None = None
-    reason: Text = ""
-    role: Role | None = None
-
-
 @router.post("/incidents/{incident_id}/actions/{action}")
 async def act(
     incident_id: str,
@@ -140,6 +150,8 @@ async def act(
 ) -> Any:
     authz.check(who, action)
     status = await _visible(request, who, incident_id)
+    if action == "assign" and body.to:
+        await _assignable(request, body.to)
     command = CommanderRequest(
         actor=who.person, role=_role(who, action, body.role), to=body.to,
         severity=body.severity, reason=body.reason,
@@ -148,29 +160,20 @@ async def act(
     return await actions.act(client_of(request), incident_id, action, command)
 
 
-class DecisionBody(BaseModel):
-    step: str
-    decision: Literal["approve", "reject"]
-    role: Role
-    reason: Text = Field(min_length=1)
-
-
 @router.post("/incidents/{incident_id}/decisions")
 async def decide(incident_id: str, body: DecisionBody, request: Request, who: Caller) -> Any:
     authz.check_decision(who, body.role)
     status = await _visible(request, who, incident_id)
+    # A signal is confirmed by the entry carrying its request id: stamped before signing, as the
+    # signature covers every field.
     decision = ApprovalRequest(step_id=body.step, actor=who.person, role=body.role,
-                               reason=body.reason)  # fmt: skip
+                               reason=body.reason,
+                               request_id=new_request_id() if body.signal else None)  # fmt: skip
     decision = signed(request.app.state.keys, status, body.decision, decision)
     return await actions.decide(
         client_of(request), incident_id, decision, approve=body.decision == "approve",
-        by_signal=False,
+        by_signal=body.signal,
     )  # fmt: skip
-
-
-class StepBody(BaseModel):
-    reason: Text = ""
-    role: Role | None = None
 
 
 @router.post("/incidents/{incident_id}/steps/{step}/{move}")
@@ -192,11 +195,6 @@ async def resolve_failed_step(
     )
 
 
-class EventBody(BaseModel):
-    name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
-    data: EventData = Field(default_factory=dict)
-
-
 @router.post("/incidents/{incident_id}/events")
 async def event(incident_id: str, body: EventBody, request: Request, who: Caller) -> Any:
     authz.check(who, "event")
@@ -205,10 +203,6 @@ async def event(incident_id: str, body: EventBody, request: Request, who: Caller
                             request_id=new_request_id())  # fmt: skip
     message = signed(request.app.state.keys, status, "event", message)
     return await actions.send_event(client_of(request), incident_id, message)
-
-
-class ReopenBody(BaseModel):
-    reason: Text = Field(min_length=1)
 
 
 @router.post("/incidents/{incident_id}/reopen")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.table import Table
 
-from incidents.listing import IncidentRow
 from terminal import out, printable
 from workflows import sla as clocks
 from workflows.models import IncidentStatus, TimelineEntry
@@ -65,16 +65,17 @@ def sla_note(entry: TimelineEntry) -> str:
     return f" [SLA {entry.sla}]"
 
 
-def print_rows(rows: Sequence[IncidentRow]) -> None:
+def print_rows(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Incidents as the list shows them (``IncidentRow.as_json``, as the API answers)."""
     table = Table("incident", "severity", "status", "playbook", "breached", "attention", "opened")
     for r in rows:
         table.add_row(
-            r.incident_id,
-            str(r.severity),
-            str(r.status),
-            str(r.playbook),
-            "yes" if r.sla_breached else "",
-            "yes" if r.needs_attention else "",
-            r.opened_at,
+            printable(str(r["incident_id"])),
+            str(r["severity"]),
+            str(r["status"]),
+            str(r["playbook"]),
+            "yes" if r["sla_breached"] else "",
+            "yes" if r["needs_attention"] else "",
+            str(r["opened_at"]),
         )
     out.print(table)

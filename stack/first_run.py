@@ -1,7 +1,7 @@
 """The first `make run` on a data directory: the local user becomes an admin with a token.
 
 So the two-command start needs no manual step: the roster gets one person (``$CR_ACTOR`` or
-``$USER``) holding every role the shipped playbooks use, and a personal API token for them is
+``$USER``) holding every role the shipped playbooks use and in every restricted group, and a personal API token for them is
 written to ``<data dir>/local-admin.token`` (mode 0600) for the CLI and curl. Production rosters
 are imported (`incident roster import`), never made here.
 """
@@ -12,10 +12,13 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from api.authz import RESTRICTED_PLAYBOOKS
 from roster import service, tokens
 from settings import Settings
 
 LOCAL_ROLES = ("admin", "ic", "cr", "mgr", "legal", "privacy", "lers", "sec", "comms", "auditor")
+# ... and every restricted group, so the laptop's one person can run every shipped playbook.
+LOCAL_GROUPS = tuple(sorted(set(RESTRICTED_PLAYBOOKS.values())))
 
 
 def local_person() -> str:
@@ -25,7 +28,7 @@ def local_person() -> str:
 
 
 def token_file(settings: Settings) -> Path:
-    return settings.data_dir / "local-admin.token"
+    return settings.local_admin_token_file
 
 
 def ensure_local_admin(settings: Settings) -> Path | None:
@@ -35,7 +38,7 @@ def ensure_local_admin(settings: Settings) -> Path | None:
         return None
     person = local_person()
     service.add_person(
-        person, display_name=f"{person} (local admin)", roles=LOCAL_ROLES,
+        person, display_name=f"{person} (local admin)", roles=LOCAL_ROLES, groups=LOCAL_GROUPS,
         actor="incident up", url=url,
     )  # fmt: skip
     secret = tokens.create_token(

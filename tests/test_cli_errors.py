@@ -1,5 +1,6 @@
 """Every usage error is one line on stderr with exit code 2, a refusal one line with exit 1, never a
-traceback (issue 8, item 13); what a person typed can never forge a line of a timeline."""
+traceback (issue 8, item 13); what a person typed can never forge a line of a timeline. A malformed
+request is refused before the CLI reaches for the API (or a token), naming the option typed."""
 
 from __future__ import annotations
 
@@ -39,13 +40,16 @@ def test_a_usage_error_is_one_line_and_exit_2(args, expected, capsys):
 
 REFUSALS = [
     (["open", "--playbook", "physical-safety", "--summary", "x" * 501, "--id", "A1"],
-     "--summary: 501 characters, at most 500"),
-    (["open", "--playbook", "physical-safety", "--summary", "s", "--id", "bad id!"], "--id"),
+     "--summary: string should have at most 500 characters"),
+    (["open", "--playbook", "physical-safety", "--summary", "s", "--id", "bad id!"],
+     "--id: string should match pattern"),
     (["open", "--playbook", "physical-safety", "--summary", "s", "--field", "a=" + "y" * 2001],
-     "field a: 2001 characters, at most 2000"),
+     "--field a: string should have at most 2000 characters"),
     (["open", "--playbook", "physical-safety", "--summary", "s", "--field", "novalue"],
      "--field takes key=value"),
-    (["note", "X", "n" * 4001], "at most 4000 characters"),
+    (["note", "X", "n" * 4001], "TEXT: string should have at most 4000 characters"),
+    (["approve", "X", "step", "--role", "legal", "--reason", ""], "--reason: string should have"),
+    (["event", "X", "Bad Name"], "NAME: string should match pattern"),
 ]  # fmt: skip
 
 

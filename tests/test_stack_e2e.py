@@ -1,5 +1,7 @@
-"""End to end as people use it: `incident up` (real dev server, emulators, intake, worker) in one
-process group, and the `incident` CLI in separate processes, over loopback.
+"""End to end as people use it: `incident up` (real dev server, emulators, intake, worker, API) in
+one process group, and the `incident` CLI in separate processes, over loopback: every incident
+command goes through the API as a signed-in person (the local admin, or someone the test adds to
+the roster with a token of their own).
 
 Also: the CLI never dies at exit (temporalio/sdk-python#300), bad input is one line and a non-zero
 exit, a restart of the stack keeps open incidents, and a SIGKILLed worker loses nothing.
@@ -42,6 +44,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         CR_TASK_QUEUE=f"e2e-{uuid.uuid4().hex[:6]}",
         CR_CLI_TIMEOUT_SECONDS="20",
         CR_ACTOR="casey.ic",
+        CR_CONFIG_DIR=str(data_dir / "config"),  # never the user's own sign-in
     )
     return env
 
@@ -88,6 +91,27 @@ def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 
 def cli_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(cli(env, *args, "--json").stdout)
+
+
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def signed_in(env: dict[str, str], handle: str, *roles: str) -> dict[str, str]:
+    """``env`` as ``handle`` would use it: added to the roster (by the local admin) with ``roles``
+    and given a personal token, the first time; people join before the incidents they act on."""
+    key = (env["CR_DATA_DIR"], handle)
+    if key not in _TOKENS:
+        cli(
+            env,
+            "people",
+            "add",
+            handle,
+            "--name",
+            handle,
+            *[a for r in roles for a in ("--role", r)],
+        )
+        _TOKENS[key] = cli(env, "token", "create", handle, "--name", "e2e").stdout.strip()
+    return dict(env, CR_API_TOKEN=_TOKENS[key])
 
 
 def wait_until(fn: Any, timeout: float = 30) -> Any:
@@ -139,6 +163,7 @@ def status(env: dict[str, str], incident: str) -> dict[str, Any]:
 
 def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> None:
     env = stack.env
+    robin = signed_in(env, "robin.ic", "ic")
     incident = f"E2E-{uuid.uuid4().hex[:6]}"
     opened = cli_json(env, "open", "--playbook", "preservation", "--severity", "sev2",
                       "--summary", "Preservation letter from County DA", "--id", incident,
@@ -152,7 +177,10 @@ def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> 
 
     assert cli_json(env, "ack", incident)["kind"] == "acknowledged"
     assert cli_json(env, "assign", incident, "--to", "robin.ic")["data"]["to"] == "robin.ic"
-    cli(env, "note", incident, "Requester verified by phone", "--as", "robin.ic")
+    noted = cli_json(robin, "note", incident, "Requester verified by phone")
+    assert (noted["actor"], noted["role"]) == ("robin.ic", "ic")
+    nobody = cli(env, "assign", incident, "--to", "no.such.person", check=False)
+    assert nobody.returncode == 1 and "no.such.person is not on the roster" in nobody.stderr
     escalated = cli_json(
         env, "escalate", incident, "--severity", "sev1", "--reason", "deletion job"
     )
@@ -209,6 +237,7 @@ def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> 
 
 def test_approval_refusals_are_clear_and_recorded(stack: Stack) -> None:
     env = stack.env
+    kim, lee = signed_in(env, "kim", "comms"), signed_in(env, "lee.lers", "lers", "legal")
     incident = f"E2E-{uuid.uuid4().hex[:6]}"
     cli(env, "open", "--playbook", "emergency-disclosure", "--summary", "Police: threat to life",
         "--id", incident, "--field", "requester_agency=PD", "--field", "requester_email=a@pd.gov",
@@ -217,26 +246,27 @@ def test_approval_refusals_are_clear_and_recorded(stack: Stack) -> None:
     step = st["pending_approvals"][0]["step_id"]
     roles = st["pending_approvals"][0]["roles"]
 
-    wrong = cli(env, "approve", incident, step, "--role", "comms", "--reason", "x", "--as", "kim",
-                check=False)  # fmt: skip
+    wrong = cli(kim, "approve", incident, step, "--role", "comms", "--reason", "x", check=False)
     assert wrong.returncode == 1 and "role_not_allowed" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
-    own = cli(env, "approve", incident, step, "--role", roles[0], "--reason", "x", "--as",
-              "casey.ic", check=False)  # fmt: skip
+    # A role Kim does not hold is refused at the door, naming the role needed.
+    posing = cli(kim, "approve", incident, step, "--role", "legal", "--reason", "x", check=False)
+    assert posing.returncode == 1
+    assert "refused (forbidden): deciding as legal needs one of the roles: legal" in posing.stderr
+    own = cli(env, "approve", incident, step, "--role", roles[0], "--reason", "x", check=False)
     assert own.returncode == 1 and "self_approval" in own.stderr
     unknown = cli(env, "approve", incident, "no-such-step", "--role", "legal", "--reason", "x",
                   check=False)  # fmt: skip
     assert unknown.returncode == 1 and "unknown_step" in unknown.stderr
 
-    ok = cli_json(env, "approve", incident, step, "--role", roles[0], "--reason", "verified",
-                  "--as", "lena.legal")  # fmt: skip
+    ok = cli_json(lee, "approve", incident, step, "--role", roles[0], "--reason", "verified")
     assert ok["outcome"] in ("approved", "awaiting_second_approver")
-    twice = cli(env, "approve", incident, step, "--role", roles[0], "--reason", "again", "--as",
-                "lena.legal", check=False)  # fmt: skip
+    twice = cli(lee, "approve", incident, step, "--role", roles[0], "--reason", "again",
+                check=False)  # fmt: skip
     assert twice.returncode == 1
     assert "already_decided" in twice.stderr or "same_approver" in twice.stderr
-    signalled = cli(env, "reject", incident, step, "--role", "comms", "--reason", "x", "--as",
-                    "kim", "--signal", check=False)  # fmt: skip
+    signalled = cli(kim, "reject", incident, step, "--role", "comms", "--reason", "x", "--signal",
+                    check=False)  # fmt: skip
     # A signal cannot answer, so the CLI waits for the entry it produced: here, the refusal.
     assert signalled.returncode == 1 and "reject refused (already_decided)" in signalled.stderr
     assert len(signalled.stderr.strip().splitlines()) == 1
@@ -307,30 +337,36 @@ def test_restart_keeps_open_incidents_and_leaves_no_orphans(tmp_path: Path) -> N
 
 
 def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
-    """A second worker process beside the stack's; kill -9 it mid-incident, start another."""
-    env = dict(stack.env, CR_TASK_QUEUE=f"kill-{uuid.uuid4().hex[:6]}")
+    """A second worker process beside the stack's, and an API that opens incidents on its task
+    queue; kill -9 the worker mid-incident, start another."""
+    env = dict(
+        stack.env, CR_TASK_QUEUE=f"kill-{uuid.uuid4().hex[:6]}", CR_API_PORT=str(free_port())
+    )
+    approvers = {role: signed_in(env, f"{role}.approver", role) for role in ("lers", "legal")}
     incident = f"E2E-{uuid.uuid4().hex[:6]}"
 
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "worker"], env=env,
+    def spawn(*args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, *args], env=env,
                                 stdout=(tmp_path / "worker.log").open("ab"),
                                 stderr=subprocess.STDOUT)  # fmt: skip
 
-    first = spawn()
+    api = spawn("-c", "from api.app import build_server; build_server().run()")
+    wait_until(lambda: port_open("127.0.0.1", int(env["CR_API_PORT"])))
+    first = spawn("-m", "worker")
     cli(env, "open", "--playbook", "emergency-disclosure", "--summary", "threat", "--id",
         incident, "--field", "requester_agency=PD", "--field", "requester_email=a@pd.gov",
         "--field", "account_id=acct-1")  # fmt: skip
     wait_until(lambda: status(env, incident)["pending_approvals"])
     first.send_signal(signal.SIGKILL)
     first.wait()
-    second = spawn()
+    second = spawn("-m", "worker")
     try:
         for _ in range(3):  # the three verification approvals, then Legal's determination
             pendings = wait_until(lambda: status(env, incident)["pending_approvals"], 60)
             for p in pendings:
                 role = p["roles"][0]
-                cli(env, "approve", incident, p["step_id"], "--role", role, "--reason", "verified",
-                    "--as", f"{role}.approver", check=False)  # fmt: skip
+                cli(approvers[role], "approve", incident, p["step_id"], "--role", role,
+                    "--reason", "verified", check=False)  # fmt: skip
             if any(p["step_id"] == "legal-determination" for p in pendings):
                 break
         wait_until(lambda: any(s["kind"] == "wait_for" for s in status(env, incident)["active_steps"]),
@@ -339,7 +375,9 @@ def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
         timeline = cli_json(env, "timeline", incident)  # queries need a worker to answer
     finally:
         second.send_signal(signal.SIGTERM)
+        api.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
+        api.wait(timeout=30)
     assert [e["seq"] for e in timeline] == list(range(1, len(timeline) + 1))
     started = [e["step"] for e in timeline if e["kind"] == "step_started"]
     assert len(started) == len(set(started)), "a step ran twice"
@@ -349,32 +387,37 @@ def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
     assert len(cases) == 1
 
 
-def readme_walkthrough() -> list[list[str]]:
-    """The README's command block ("From another terminal"), as argument lists."""
+def readme_walkthrough() -> str:
+    """The README's command block ("From another terminal"), as a shell script."""
     import re
-    import shlex
 
     readme = (PROJECT_ROOT / "README.md").read_text()
     block = re.search(r"From another terminal.*?```sh\n(.*?)```", readme, re.S)
     assert block is not None, "the README lost its walk-through"
-    lines = block.group(1).replace("\\\n", " ").splitlines()
-    return [shlex.split(line, comments=True) for line in lines if line.strip()]
+    return block.group(1)
 
 
-def test_the_readme_walkthrough_runs_as_written(stack: Stack) -> None:
-    """Every command of the README's walk-through, exactly as printed, succeeds on the embedded
-    stack, so the README cannot drift from the code again."""
-    commands = readme_walkthrough()
-    assert [c[0] for c in commands] == ["incident"] * len(commands)
-    assert len(commands) >= 10
-    for command in commands:
-        result = cli(stack.env, *command[1:])
-        assert "error" not in result.stderr.lower(), result.stderr
+def test_the_readme_walkthrough_runs_as_written(stack: Stack, tmp_path: Path) -> None:
+    """The README's walk-through, run by bash exactly as printed (stopping at the first failure),
+    succeeds on the embedded stack through the API, so the README cannot drift from the code."""
+    script = readme_walkthrough()
+    lines = [ln for ln in script.replace("\\\n", " ").splitlines() if ln.strip()]
+    assert all("incident " in ln for ln in lines) and len(lines) >= 12
+    env = dict(stack.env, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "error" not in proc.stderr.lower(), proc.stderr
     timeline = cli_json(stack.env, "timeline", "SF-00042")
     kinds = [e["kind"] for e in timeline]
     assert "approved" in kinds and kinds.count("closed") == 1
     approved = next(e for e in timeline if e["kind"] == "approved")
-    assert (approved["step"], approved["actor"]) == ("retailer-notice-approval", "lena")
+    assert (approved["step"], approved["actor"], approved["role"]) == (
+        "retailer-notice-approval",
+        "lena",
+        "legal",
+    )
+    assert {e["actor"] for e in timeline if e["kind"] in ("acknowledged", "closed")} == {"casey.ic"}
 
 
 def test_make_run_serves_the_api_with_a_token_for_the_local_admin(stack: Stack) -> None:
@@ -389,7 +432,7 @@ def test_make_run_serves_the_api_with_a_token_for_the_local_admin(stack: Stack) 
     assert httpx.get(f"{api}/incidents", headers=auth, timeout=10).status_code == 200
     assert httpx.get(f"{api}/openapi.json", timeout=10).json()["info"]["title"]
     listed = cli_json(stack.env, "token", "list")
-    assert any(t["name"] == "local admin (make run)" for t in listed)
-    cli(stack.env, "token", "revoke", listed[0]["id"])
+    admin = next(t for t in listed if t["name"] == "local admin (make run)")
+    cli(stack.env, "token", "revoke", admin["id"])
     refused = httpx.get(f"{api}/incidents", headers=auth, timeout=10)
     assert (refused.status_code, refused.json()["error"]) == (401, "revoked")

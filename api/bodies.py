@@ -1,0 +1,66 @@
+"""What each endpoint accepts: the request bodies, bounded and validated at the door.
+
+One home for them, shared by the API (``api/routes.py``) and its client (``client/``), so the
+`incident` command refuses a malformed request before it connects, with the same rules the API
+enforces. Nobody names themselves in a body: the actor is always the token's person.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.limits import INCIDENT_ID_PATTERN, EventData, Fields, Name, Role, Summary, Text
+from workflows.models import Severity
+
+
+class Body(BaseModel):
+    """Unknown keys are refused, not ignored: a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenBody(Body):
+    playbook: str = Field(min_length=1, max_length=64)
+    summary: Summary
+    severity: Severity | None = None
+    fields: Fields = Field(default_factory=dict)
+    id: str | None = Field(default=None, pattern=INCIDENT_ID_PATTERN)
+
+
+class ActionBody(Body):
+    to: Name | None = None
+    severity: Severity | None = None
+    reason: Text = ""
+    role: Role | None = None  # among the roles the caller holds; default: the first that may act
+
+
+class DecisionBody(Body):
+    step: str = Field(min_length=1, max_length=64)
+    decision: Literal["approve", "reject"]
+    role: Role
+    reason: Text = Field(min_length=1)
+    # Send as a signal (the answer is the entry the incident recorded) instead of an Update.
+    signal: bool = False
+
+
+class StepBody(Body):
+    reason: Text = ""
+    role: Role | None = None
+
+
+class EventBody(Body):
+    name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    data: EventData = Field(default_factory=dict)
+
+
+class ReopenBody(Body):
+    reason: Text = Field(min_length=1)
+
+
+class TokenBody(Body):
+    """A personal token the caller mints for themselves (`incident login --renew`)."""
+
+    name: str = Field(min_length=1, max_length=80)
+    expires_in_days: int = Field(default=90, ge=1, le=365)
