@@ -57,9 +57,7 @@ def record(
         )
         if write_batch(batch, url)["written"] == 1:
             return seq
-    raise RuntimeError(
-        f"could not append to the {stream} audit log: too many concurrent writers"
-    )
+    raise RuntimeError(f"could not append to the {stream} audit log: too many concurrent writers")
 
 
 def entries(url: str | None = None, stream: str = ROSTER_ID) -> list[AuditRow]:
