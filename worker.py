@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import logs
-from activities import notify, records, salesforce
+from activities import notify, on_call, records, salesforce
 from connection import connect, exit_process
 from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
@@ -27,6 +27,8 @@ from workflows.incident import IncidentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 
 WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow, ReconcileWorkflow]
+# The main queue's activities: notifications, records, and the roster's on-call answer.
+ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES]
 
 STICKY_TIMEOUT = timedelta(seconds=2)
 
@@ -46,12 +48,13 @@ def workflow_worker_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
-    """The main worker (workflows, notifications, records) and the Salesforce worker."""
+    """The main worker (workflows, notifications, records, the roster's on-call answer) and the
+    Salesforce worker."""
     main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*notify.ACTIVITIES, *records.ACTIVITIES],  # type: ignore[list-item]
+        activities=ACTIVITIES,  # type: ignore[arg-type]
         **workflow_worker_options(settings),
     )
     return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]

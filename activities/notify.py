@@ -206,15 +206,17 @@ async def pagerduty(req: ActionRequest) -> ActionResult:
     }
     if args.action == "trigger":
         summary = args.summary or f"[{req.severity}] incident {req.incident_id} ({req.playbook})"
+        details = {"incident_id": req.incident_id, "step_id": req.step_id, "severity": req.severity}
+        if args.on_call:  # the role's holder, as the incident asked the roster (recorded there)
+            details["on_call"] = args.on_call
         event["payload"] = {
             "summary": summary[:1024],
             "source": "critical-response",
             "severity": args.severity,
             "component": req.playbook or None,
             "group": policy,
-            "custom_details": {"incident_id": req.incident_id, "step_id": req.step_id,
-                               "severity": req.severity},
-        }  # fmt: skip
+            "custom_details": details,
+        }
     url = settings.effective_pagerduty_url
     response = await send("POST", url, vendor="pagerduty", json=event, timeout=_timeout())
     _raise_for_pagerduty(response, settings)

@@ -34,7 +34,10 @@ def print_status(st: IncidentStatus) -> None:
         out.print(f"needs attention: {printable(reason)}", markup=False, style="red")
     for a in st.pending_approvals:
         roles = "/".join(a.second_roles if a.decisions and a.second_roles else a.roles)
-        out.print(f"awaiting decision: {a.step_id} from {roles} (requested by {a.requested_by})")
+        on_call = f"; on call {', '.join(a.on_call)}" if a.on_call and not a.decisions else ""
+        out.print(
+            f"awaiting decision: {a.step_id} from {roles} (requested by {a.requested_by}{on_call})"
+        )
     clocks_table = Table("SLA clock", "kind", "state", "due", "left")
     for c in st.clocks:
         left = c.due_at - now if c.due_at and c.state not in ("met", "met_late") else None

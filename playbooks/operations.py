@@ -3,14 +3,20 @@
 This is the contract between playbooks (checked by ``incident lint``), the interpreter (which calls an
 activity by this name with an ``ActionRequest``) and the activity implementations in
 ``activities/salesforce.py`` and ``activities/notify.py``, and which task queue runs each. Pure: no
-I/O, safe to import anywhere.
+I/O, safe to import anywhere. ``OnCallArgs`` is the one operation here no playbook may name: the
+interpreter itself asks the roster who is on call (``roster.on_call``, on the incident's own queue).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+ON_CALL_ROLES_MAX = 8  # roles one on-call question may name (an approval step's roles)
+ON_CALL_MAX = 3  # people named per role: with no rotation the roster answers every grantee
+ON_CALL_TEXT_MAX = 1_000
 
 
 class _Args(BaseModel):
@@ -54,6 +60,9 @@ class PagerDutyArgs(_Args):
     action: Literal["trigger", "acknowledge", "resolve"] = "trigger"
     escalation_policy: str | None = None
     severity: Literal["critical", "error", "warning", "info"] = "critical"
+    # Who holds the role the policy pages (``lena (ic)``), as the incident asked the roster: the
+    # interpreter fills it for ``<role>-oncall`` policies; it goes out in the event's details.
+    on_call: str | None = Field(default=None, max_length=ON_CALL_TEXT_MAX)
 
 
 class EmailArgs(_Args):
@@ -65,6 +74,14 @@ class EmailArgs(_Args):
 class SmsArgs(_Args):
     to: str
     body: str = Field(max_length=1600)
+
+
+class OnCallArgs(_Args):
+    """``roster.on_call``: who holds each of ``roles`` at ``at`` (default: when it runs). Asked by
+    the interpreter when a decision is requested or a page goes out, never by a playbook step."""
+
+    roles: list[str] = Field(min_length=1, max_length=ON_CALL_ROLES_MAX)
+    at: datetime | None = None
 
 
 OPERATIONS: dict[str, type[_Args]] = {

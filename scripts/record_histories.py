@@ -1,13 +1,16 @@
 """Record Temporal histories of every shipped playbook, down every branch, into tests/histories/.
 
     .venv/bin/python scripts/record_histories.py [--only NAME ...] [--out tests/histories]
+                                                 [--tag TAG]
 
 Runs the real IncidentWorkflow on the time-skipping test server (a 365-day timer passes in
-milliseconds) with stand-ins for Salesforce and notifications, the real records activities on a
-throw-away SQLite file, and the real ArchiveIncidentWorkflow. A driver acknowledges, approves or
+milliseconds) with stand-ins for Salesforce and notifications, the real records and on-call
+activities on a throw-away SQLite file (its roster: the approver on call for every role a playbook
+asks or pages), and the real ArchiveIncidentWorkflow. A driver acknowledges, approves or
 rejects as each scenario requires (second approvers included), sends every awaited outside event,
 skips time to the next timer, and closes. Each incident is exported with ``audit export``'s own
-code (archive + Temporal, every continue-as-new run) to ``<playbook>--<scenario>.json``. The first
+code (archive + Temporal, every continue-as-new run) to ``<playbook>--<scenario>.json`` (with
+``--tag``, ``<playbook>--<tag>-<scenario>.json``, beside the older recordings). The first
 scenario of each playbook continues-as-new every 60 events so multi-run chains are covered too.
 Prints branch coverage per playbook and exits 1 if a reachable branch case was never taken.
 """
@@ -193,7 +196,7 @@ def covered_by(document: dict[str, Any]) -> set[plans.Target]:
 
 
 async def record_playbook(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
-                          out: Path) -> bool:  # fmt: skip
+                          out: Path, tag: str = "") -> bool:  # fmt: skip
     """Rounds of planned scenarios until every reachable case is taken or a round adds nothing.
 
     Packing is optimistic (a rejection or ``goto`` can end a path early), so cases missed in one
@@ -207,7 +210,7 @@ async def record_playbook(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybo
         before = len(covered)
         for scenario in scenarios:
             number += 1
-            scenario.name = f"s{number}"
+            scenario.name = f"{tag}-s{number}" if tag else f"s{number}"
             if number == 1:
                 scenario.continue_as_new_after = CONTINUE_AS_NEW_AFTER
             document = await record_with_retries(env, queue, lp, scenario)
@@ -225,8 +228,30 @@ async def record_playbook(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybo
     return not missing
 
 
-async def main(only: list[str], out: Path) -> int:
-    from activities import records
+def seed_roster(playbooks: Sequence[LoadedPlaybook]) -> None:
+    """Every role the playbooks ask to decide or page (``<role>-oncall``) rotates between the two
+    approvers, the first on call for ten years: recorded requests and pages name a person."""
+    from playbooks.schema import ApprovalStep
+    from roster import service
+    from workflows.on_call import paged_role
+
+    roles: set[str] = set()
+    for lp in playbooks:
+        pb = lp.playbook
+        slas = [pb.sla.acknowledge, pb.sla.resolve, *(s.sla for s in pb.iter_steps())]
+        policies = [pb.escalation_policy, *(e.page for sla in slas if sla for e in sla.on_breach)]
+        roles.update(r for p in policies if p and (r := paged_role(p)) is not None)
+        roles.update(r for s in pb.iter_steps() if isinstance(s, ApprovalStep) for r in s.roles)
+    for handle in (APPROVER, SECOND):
+        service.add_person(handle, display_name=handle, roles=sorted(roles), actor="recorder")
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for role in sorted(roles):
+        service.add_rotation(role, name="recorded", people=[APPROVER, SECOND],
+                             shift=timedelta(days=3650), start=start, actor="recorder")  # fmt: skip
+
+
+async def main(only: list[str], out: Path, tag: str) -> int:
+    from activities import on_call, records
     from stack.devserver import search_attribute_keys, temporal_binary
     from workflows.archive import ArchiveIncidentWorkflow
     from workflows.incident import IncidentWorkflow
@@ -246,12 +271,13 @@ async def main(only: list[str], out: Path) -> int:
     queue, ok = "record-histories", True
     async with (
         Worker(env.client, task_queue=queue, workflows=[IncidentWorkflow, ArchiveIncidentWorkflow],
-               activities=[*records.ACTIVITIES, stand_in]),
+               activities=[*records.ACTIVITIES, *on_call.ACTIVITIES, stand_in]),  # type: ignore[list-item]
         Worker(env.client, task_queue=salesforce_queue(queue), activities=[stand_in]),
     ):  # fmt: skip
-        for lp in list_playbooks():
-            if not only or lp.playbook.name in only:
-                ok = await record_playbook(env, queue, lp, out) and ok
+        chosen = [lp for lp in list_playbooks() if not only or lp.playbook.name in only]
+        seed_roster(chosen)
+        for lp in chosen:
+            ok = await record_playbook(env, queue, lp, out, tag) and ok
     await env.shutdown()
     return 0 if ok else 1
 
@@ -260,8 +286,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=[], help="playbook names (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "histories")
+    parser.add_argument("--tag", default="", help="names new files <playbook>--<tag>-sN.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CR_DATABASE_URL"] = f"sqlite:///{tmp}/records.db"
-        code = asyncio.run(main(args.only, args.out))
+        code = asyncio.run(main(args.only, args.out, args.tag))
     exit_process(code)

@@ -298,8 +298,11 @@ class EngineHarness(Harness):
 
 
 @asynccontextmanager
-async def engine_harness(env: WorkflowEnvironment) -> AsyncIterator[EngineHarness]:
-    """IncidentWorkflow, a stand-in archive child and ``GatedStandIns`` on a fresh task queue.
+async def engine_harness(
+    env: WorkflowEnvironment, activities: Sequence[Any] = ()
+) -> AsyncIterator[EngineHarness]:
+    """IncidentWorkflow, a stand-in archive child and ``GatedStandIns`` on a fresh task queue;
+    ``activities`` (real ones, e.g. the roster's ``roster.on_call``) answer instead of stand-ins.
 
     On exit, held operations are released, and incidents and their archive children still
     running are settled, then terminated: on the time-skipping server a workflow left behind with
@@ -316,7 +319,7 @@ async def engine_harness(env: WorkflowEnvironment) -> AsyncIterator[EngineHarnes
             env.client,
             task_queue=queue,
             workflows=[IncidentWorkflow, StandInArchiveWorkflow],
-            activities=[stand_ins.activity()],
+            activities=[*activities, stand_ins.activity()],
         ),
         Worker(env.client, task_queue=f"{queue}-salesforce", activities=[stand_ins.activity()]),
     ):

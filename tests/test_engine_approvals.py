@@ -271,14 +271,19 @@ async def test_requester_is_the_owner_when_the_approval_step_starts(h):
 
 async def test_an_approval_request_names_the_people_who_may_decide(h):
     """From the roster the incident was opened with: people holding a step's role, not the
-    requester; the decision-needed message names them."""
+    requester; the decision-needed message names them, after who is on call (here the roster
+    stand-in answers nobody: tests/test_engine_on_call.py has a real roster)."""
     roster = {"lena": ["legal"], "sam": ["Legal", "ic"], "casey": ["ic"], "alice": ["legal", "ic"]}
     handle = await h.open(incident_input(playbook(disclosure()), roster=roster))
     await wait_for_status(handle, awaiting("disclose"))
     status = await handle.query(IncidentWorkflow.status)
     assert status.pending_approvals[0].eligible == ["lena", "sam"]  # alice requested it
     tl = await handle.query(IncidentWorkflow.timeline)
-    assert one(tl, "approval_requested", "disclose").data == {"eligible": "lena, sam"}
+    assert one(tl, "approval_requested", "disclose").data == {
+        "eligible": "lena, sam",
+        "on_call": "nobody on call",
+    }
     texts = [c["args"]["text"] for c in h.stand_ins.named("notify.slack")]
-    assert any("decision needed from legal (lena, sam) on disclose" in t for t in texts), texts
+    expected = "decision needed from legal on disclose: nobody on call; eligible: lena, sam"
+    assert any(expected in t for t in texts), texts
     await h.close(handle)

@@ -203,6 +203,19 @@ async def test_pagerduty_lifecycle_with_deterministic_dedup_key(integration_env,
     assert event["payload"]["severity"] == "critical" and event["payload"]["source"]
 
 
+async def test_a_page_names_the_on_call_holder_it_was_given(integration_env, sandbox_server):
+    """The workflow asks the roster and passes the holder in the args (so its history says whom
+    it paged); the event carries it in ``custom_details``, and a page without one does not."""
+    named = page(policy="ic-oncall", step="named")
+    named.args["on_call"] = "lena (ic)"
+    await run_activity(notify.pagerduty, named)
+    await run_activity(notify.pagerduty, page(step="plain"))
+    first, second = state(sandbox_server)["pagerduty"]["events"]
+    assert first["payload"]["custom_details"]["on_call"] == "lena (ic)"
+    assert first["payload"]["custom_details"]["step_id"] == "named"
+    assert "on_call" not in second["payload"]["custom_details"]
+
+
 async def test_pagerduty_one_alert_per_escalation_policy(integration_env, sandbox_server):
     await run_activity(notify.pagerduty, page(policy="tier1", step="p1"))
     await run_activity(notify.pagerduty, page(policy="tier2", step="p2"))

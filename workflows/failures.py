@@ -61,6 +61,7 @@ class IncidentFailures(IncidentSlaRace):
                 self.inp.playbook.escalation_policy,
                 f"{self._label()}: step {step.id} failed and needs a decision",
                 f"failed:{step.id}:{st.attempt}",
+                step=step.id,
             )
         await workflow.wait_condition(lambda: st.failure_decision is not None)
         self._clear_attention(f"step:{step.id}")

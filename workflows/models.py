@@ -117,6 +117,9 @@ class PendingApproval(BaseModel):
     decisions: list[Decision] = Field(default_factory=list)
     outcome: Literal["approved", "rejected"] | None = None
     eligible: list[str] = Field(default_factory=list)  # people holding a role, at the request
+    # Who was on call for its roles when it was requested (the requester never): the roster's
+    # answer, named first in the request. Empty: nobody, or an incident started before it asked.
+    on_call: list[str] = Field(default_factory=list)
 
 
 class StepState(BaseModel):

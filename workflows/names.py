@@ -23,6 +23,7 @@ RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"
 REPORT_SUMMARY_ACTIVITY = "records.report_summary"
 RECONCILE_ACTIVITY = "records.reconcile"  # the sweep for incidents ended out of band
+ON_CALL_ACTIVITY = "roster.on_call"  # who holds a role now (approval requests and pages)
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 
 # Signals the incident accepts (any other name is refused and recorded; see workflows/signals.py).

@@ -1,5 +1,5 @@
-"""Every call the incident makes to the outside: integration activities, notifications, the
-records mirror, the archiver child and durable sleeps.
+"""Every call the incident makes to the outside: integration activities, notifications, pages
+(naming who is on call), the records mirror, the archiver child and durable sleeps.
 
 ``_activity`` is the one door for integration calls (routing, retries, the in-flight count that
 continue-as-new and the records flusher wait on).
@@ -8,6 +8,7 @@ continue-as-new and the records flusher wait on).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,15 +18,26 @@ from temporalio.exceptions import ActivityError, CancelledError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from playbooks.operations import task_queue_for
+    from playbooks.operations import ON_CALL_ROLES_MAX, task_queue_for
+    from workflows import on_call
     from workflows.bookkeeping import IncidentBookkeeping
     from workflows.models import ActionRequest, ActionResult, RecordBatch
-    from workflows.names import ARCHIVE_WORKFLOW, RECORDS_ACTIVITY, archive_workflow_id
+    from workflows.names import (
+        ARCHIVE_WORKFLOW,
+        ON_CALL_ACTIVITY,
+        RECORDS_ACTIVITY,
+        archive_workflow_id,
+    )
 
 RECORDS_BATCH = 25
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
+# A request or page waits on the roster's answer: a few quick tries, then it goes out naming nobody.
+ON_CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=4), maximum_attempts=3
+)
+ON_CALL_BUDGET = timedelta(seconds=10)
 
 
 def reraise_cancellation(err: ActivityError) -> None:
@@ -80,8 +92,8 @@ class IncidentOutbound(IncidentBookkeeping):
         args = {"text": text, "channel": channel or self.inp.playbook.channel}
         await self._best_effort("notify.slack", args, key)
 
-    async def _page(self, policy: str, summary: str, key: str) -> None:
-        args = {
+    async def _page(self, policy: str, summary: str, key: str, step: str | None = None) -> None:
+        args: dict[str, Any] = {
             "summary": summary,
             "escalation_policy": policy,
             "action": "trigger",
@@ -89,7 +101,40 @@ class IncidentOutbound(IncidentBookkeeping):
         }
         if policy not in self.state.paged_policies:
             self.state.paged_policies.append(policy)
-        await self._best_effort("notify.pagerduty", args, key)
+        found = await self._on_call_paged(policy, key)
+        if found is not None:
+            args["on_call"] = found.text
+        if await self._best_effort("notify.pagerduty", args, key) and found is not None:
+            self._record_paged(policy, found, step)
+
+    async def _on_call(
+        self, roles: Sequence[str], key: str, exclude: str | None = None
+    ) -> on_call.OnCall:
+        """Who holds each of ``roles`` now, from the roster (``exclude`` left out). A roster that
+        cannot answer after a few tries means nobody on call: what waits on it must go out."""
+        asked = list(dict.fromkeys(r.lower() for r in roles))[:ON_CALL_ROLES_MAX]  # roster names
+        args = {"roles": asked, "at": workflow.now().isoformat()}
+        try:
+            result = await self._activity(
+                ON_CALL_ACTIVITY, key, args, key, ON_CALL_RETRY, ON_CALL_BUDGET
+            )
+        except ActivityError as err:
+            reraise_cancellation(err)
+            return on_call.OnCall(reached=False)
+        return on_call.answer(result.data, asked, exclude)
+
+    async def _on_call_paged(self, policy: str, key: str) -> on_call.OnCall | None:
+        """Who holds the role ``policy`` pages (``<role>-oncall``); None when it pages no role, or
+        for an incident started before pages named anyone."""
+        role = on_call.paged_role(policy)
+        if role is None or not workflow.patched(on_call.PATCH):
+            return None
+        return await self._on_call([role], f"on-call:{key}")
+
+    def _record_paged(self, policy: str, found: on_call.OnCall, step: str | None) -> None:
+        self._record(
+            "paged", f"{policy}: {found.text}", step=step, data={"policy": policy, **found.data}
+        )
 
     async def _resolve_pages(self) -> None:
         """At close: resolve every alert this incident raised (same dedup key, so PagerDuty closes
@@ -106,13 +151,16 @@ class IncidentOutbound(IncidentBookkeeping):
             f"{self._label()}: closed; pages resolved ({policies})", "pages-resolved"
         )
 
-    async def _best_effort(self, operation: str, args: dict[str, Any], key: str) -> None:
-        """A notification that finally fails is recorded, never allowed to stop the incident."""
+    async def _best_effort(self, operation: str, args: dict[str, Any], key: str) -> bool:
+        """A notification that finally fails is recorded, never allowed to stop the incident;
+        True when it was delivered."""
         try:
             await self._activity(operation, key, args, key)
         except ActivityError as err:
             reraise_cancellation(err)
             self._record("notification_failed", f"{operation}: {err.cause or err}")
+            return False
+        return True
 
     async def _sleep_until(self, at: datetime) -> None:
         delay = at - workflow.now()

@@ -68,7 +68,8 @@ class IncidentSlaRace(IncidentOutbound):
         for index, escalation in enumerate(sla.on_breach):
             key = f"breach:{name}:{index}"
             if escalation.page:
-                await self._page(escalation.page, f"{self._label()}: SLA breached on {name}", key)
+                summary = f"{self._label()}: SLA breached on {name}"
+                await self._page(escalation.page, summary, key, step=name)
             elif escalation.notify:
                 await self._notify(
                     f"{self._label()}: SLA breached on {name}", key, channel=escalation.notify

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         TimerStep,
         WaitForStep,
     )
-    from workflows import rules
+    from workflows import on_call, rules
     from workflows.failures import IncidentFailures, StepFailed
     from workflows.models import PendingApproval
     from workflows.outbound import reraise_cancellation
@@ -64,6 +64,11 @@ class IncidentSteps(IncidentFailures):
         attempt = self.state.steps[step.id].attempt
         # A retried step is a new call: its first attempt's failure must not be deduplicated.
         key = step.id if attempt == 1 else f"{step.id}#{attempt}"
+        paging = step.activity == "notify.pagerduty" and args.get("action", "trigger") == "trigger"
+        policy = str(args.get("escalation_policy") or "default")  # the activity's default
+        found = await self._on_call_paged(policy, key) if paging else None
+        if found is not None:
+            args["on_call"] = found.text
         try:
             result = await self._activity(
                 step.activity, step.id, args, key, retry, step.retry.timeout
@@ -72,50 +77,54 @@ class IncidentSteps(IncidentFailures):
             reraise_cancellation(err)
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
             raise StepFailed(f"{step.activity} failed: {cause}") from None
-        if step.activity == "notify.pagerduty" and args.get("action", "trigger") == "trigger":
-            policy = str(args.get("escalation_policy") or "default")  # the activity's default
-            if policy not in self.state.paged_policies:
-                self.state.paged_policies.append(policy)  # resolved when the incident closes
+        if paging and policy not in self.state.paged_policies:
+            self.state.paged_policies.append(policy)  # resolved when the incident closes
+        if found is not None:
+            self._record_paged(policy, found, step.id)
         return result.detail or f"{step.activity} done"
 
     async def _approval(self, step: ApprovalStep) -> str:
         pending = self.state.approvals.get(step.id)
         if pending is None:
+            requester = self.state.owner
+            found = None
+            if workflow.patched(on_call.PATCH):
+                # Asked before the request opens, so no decision can precede its entry.
+                found = await self._on_call(step.roles, f"on-call:{step.id}", exclude=requester)
             pending = PendingApproval(
                 step_id=step.id,
                 roles=step.roles,
-                requested_by=self.state.owner,
+                requested_by=requester,
                 second_roles=step.second_approver.roles if step.second_approver else None,
                 requested_at=workflow.now(),
-                eligible=self._eligible(step.roles),
+                eligible=self._eligible(step.roles, requester),
+                on_call=found.people if found is not None else [],
             )
             self.state.approvals[step.id] = pending
+            data = {"eligible": ", ".join(pending.eligible)} if pending.eligible else {}
             self._record(
                 "approval_requested",
                 step.prompt or step.title,
                 step=step.id,
                 role=",".join(step.roles),
-                actor=self.state.owner,
-                data={"eligible": ", ".join(pending.eligible)} if pending.eligible else None,
+                actor=requester,
+                data=(data | found.data if found is not None else data) or None,
             )
-            who = f" ({', '.join(pending.eligible)})" if pending.eligible else ""
-            await self._notify(
-                f"{self._label()}: decision needed from {'/'.join(step.roles)}{who} on {step.id}",
-                f"approval:{step.id}",
-            )
+            asked = on_call.decision_needed(step.roles, step.id, pending.eligible, found)
+            await self._notify(f"{self._label()}: {asked}", f"approval:{step.id}")
         await workflow.wait_condition(lambda: pending.outcome is not None)
         if pending.outcome == "rejected" and step.on_reject == "fail":
             raise StepFailed(f"{step.id} was rejected: {pending.decisions[-1].reason}")
         return f"{pending.outcome} by " + ", ".join(d.actor for d in pending.decisions)
 
-    def _eligible(self, roles: list[str]) -> list[str]:
+    def _eligible(self, roles: list[str], requester: str) -> list[str]:
         """Who may decide, from the roster the incident was opened with (the requester excluded:
         nobody approves their own request); empty when the incident carries no roster."""
         wanted = {r.lower() for r in roles}
         return sorted(
             person
             for person, held in self.inp.roster.items()
-            if wanted & {r.lower() for r in held} and person != self.state.owner
+            if wanted & {r.lower() for r in held} and person != requester
         )
 
     async def _wait_for(self, step: WaitForStep) -> str:
