@@ -19,10 +19,11 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeats
 from activities.log import activity_logger
 from activities.salesforce import parse_args
-from playbooks.operations import ON_CALL_MAX, OnCallArgs
-from roster.service import holders
+from playbooks.operations import MEMBERS_MAX, ON_CALL_MAX, OnCallArgs
+from roster.service import holders, members
 from workflows.models import ActionRequest, ActionResult
 from workflows.names import ON_CALL_ACTIVITY
+from workflows.on_call import MEMBERS
 
 
 @activity.defn(name=ON_CALL_ACTIVITY)
@@ -36,7 +37,10 @@ async def on_call(req: ActionRequest) -> ActionResult:
     log = activity_logger(step_id=req.step_id)
 
     def lookup() -> dict[str, str]:
-        return {role: ",".join(holders(role, at)[:ON_CALL_MAX]) for role in roles}
+        found = {role: ",".join(holders(role, at)[:ON_CALL_MAX]) for role in roles}
+        if args.members:  # everyone who may decide, not only who is on call
+            found |= {MEMBERS + role: ",".join(members(role)[:MEMBERS_MAX]) for role in roles}
+        return found
 
     try:
         found = await asyncio.to_thread(lookup)
@@ -47,7 +51,9 @@ async def on_call(req: ActionRequest) -> ActionResult:
             f"the roster could not be read ({type(err).__name__})", type="RosterUnavailable"
         ) from None
     log.info("roster.on_call", roles=len(roles), named=sum(bool(v) for v in found.values()))
-    named = "; ".join(f"{role}: {people or 'nobody'}" for role, people in found.items())
+    named = "; ".join(
+        f"{role}: {people or 'nobody'}" for role, people in found.items() if role in roles
+    )
     return ActionResult(detail=f"on call: {named}", data=found)
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ON_CALL_ROLES_MAX = 8  # roles one on-call question may name (an approval step's roles)
 ON_CALL_MAX = 3  # people named per role: with no rotation the roster answers every grantee
 ON_CALL_TEXT_MAX = 1_000
+MEMBERS_MAX = 50  # people a decision request names as eligible, per role
 
 
 class _Args(BaseModel):
@@ -82,6 +83,7 @@ class OnCallArgs(_Args):
 
     roles: list[str] = Field(min_length=1, max_length=ON_CALL_ROLES_MAX)
     at: datetime | None = None
+    members: bool = False  # also everyone holding each role (who may decide a request)
 
 
 OPERATIONS: dict[str, type[_Args]] = {

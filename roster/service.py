@@ -364,6 +364,14 @@ def list_overrides(role: str | None = None, *, url: str | None = None) -> list[O
         return list(s.exec(query).all())
 
 
+def members(role: str, *, url: str | None = None) -> list[str]:
+    """Every active person granted ``role`` now, by handle."""
+    with _session(url) as s:
+        active = set(s.exec(select(Person.handle).where(Person.active == True)).all())  # noqa: E712
+        granted = set(s.exec(select(RoleGrant.person).where(RoleGrant.role == role)).all())
+    return sorted(granted & active)
+
+
 def holders(role: str, at: datetime | None = None, *, url: str | None = None) -> list[str]:
     """Who holds ``role`` at ``at`` (default now): the active people of an override covering
     ``at``; else whoever is on shift in the role's rotations; else every active person granted it."""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import ActivityEnvironment
 
 from activities import on_call
@@ -231,4 +232,27 @@ async def test_an_unreachable_roster_still_requests_and_pages_naming_nobody(
         "decision needed from legal on disclose: nobody on call; eligible: lena" in t
         for t in asks(oc)
     ), asks(oc)
+    await oc.close(handle)
+
+
+async def test_someone_granted_the_role_after_the_open_is_eligible_and_may_decide(oc, roster):
+    """The roster at request time counts, not only the one the incident opened with: nora joins
+    Legal after the open, is named eligible, and her decision is admitted; a person the roster
+    never granted legal is still refused."""
+    steps = [{"id": "ready", "kind": "wait_for", "event": "go"}, *two_legal_approvals()[:1]]
+    handle = await oc.open(
+        incident_input(playbook(steps), roster={"lena": ["legal"], "alice": ["ic"]})
+    )
+    await wait_for_status(handle, lambda s: any(a.step_id == "ready" for a in s.active_steps))
+    service.add_person("nora", display_name="Nora", roles=["legal"], actor=ADMIN)
+    await handle.signal("event", {"name": "go", "actor": "alice"})
+    await wait_for_status(handle, awaiting("disclose"))
+    tl = await handle.query(IncidentWorkflow.timeline)
+    assert one(tl, "approval_requested", "disclose").data["eligible"] == "lena, nora, sam"
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(IncidentWorkflow.approve, approval("disclose", "mallory"))
+    assert refused.value.cause.type == "role_not_held"  # type: ignore[attr-defined]
+    result = await handle.execute_update(IncidentWorkflow.approve, approval("disclose", "nora"))
+    assert result.outcome == "approved"
     await oc.close(handle)

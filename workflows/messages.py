@@ -328,6 +328,16 @@ class IncidentMessages(IncidentSlaRace):
     def timeline(self) -> list[TimelineEntry]:
         return self.state.timeline
 
+    def _roster(self) -> dict[str, list[str]]:
+        """Who held which role: the roster the incident opened with, and what the roster said at
+        each approval request since (a person granted a role after the open may act in it)."""
+        if not self.state.roster_seen:
+            return self.inp.roster
+        merged = {person: list(roles) for person, roles in self.inp.roster.items()}
+        for person, roles in self.state.roster_seen.items():
+            merged[person] = sorted({*merged.get(person, []), *roles})
+        return merged
+
     def _admitted(
         self, action: str, request: BaseModel, message: str, *, raise_refusal: bool
     ) -> bool:
@@ -349,7 +359,7 @@ class IncidentMessages(IncidentSlaRace):
             if refused is None and signature is not None:
                 signed.prune_nonces(used, now)
                 used[signature.nonce] = signature.issued_at
-        if refused is None and (problem := signed.role_not_held(actor, role, self.inp.roster)):
+        if refused is None and (problem := signed.role_not_held(actor, role, self._roster())):
             refused = (signed.ROLE_NOT_HELD, problem)
         if refused is None:
             return True

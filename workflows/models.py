@@ -168,6 +168,9 @@ class IncidentState(BaseModel):
     # Nonces of signed messages accepted lately (nonce -> issued_at): a second use is a replay.
     # Those older than the freshness window are dropped (their replay is refused as stale).
     used_nonces: dict[str, datetime] = Field(default_factory=dict)
+    # Who the roster said held a role when an approval was requested (person -> roles), beside
+    # the roster the incident opened with: someone granted a role since may decide.
+    roster_seen: dict[Name, list[Role]] = Field(default_factory=dict, max_length=ROSTER_MAX)
 
 
 class ReopenRequest(BaseModel):

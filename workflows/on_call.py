@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from playbooks.operations import ON_CALL_MAX, ON_CALL_TEXT_MAX
+from playbooks.operations import MEMBERS_MAX, ON_CALL_MAX, ON_CALL_TEXT_MAX
 
 PATCH = "route-to-on-call"  # workflow.patched: incidents started before ask nobody
 PAGED_ROLE_SUFFIX = "-oncall"
 NOBODY = "nobody on call"
+MEMBERS = "members:"  # the answer's key prefix for everyone holding a role (``members: true``)
 
 
 def paged_role(policy: str) -> str | None:
@@ -34,6 +35,8 @@ class OnCall:
 
     holders: list[tuple[str, str]] = field(default_factory=list)
     reached: bool = True
+    # role -> everyone holding it now (asked with ``members``; empty when not asked or unreached)
+    members: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def people(self) -> list[str]:
@@ -60,7 +63,12 @@ def answer(found: dict[str, str], roles: Sequence[str], exclude: str | None = No
         for person in named[:ON_CALL_MAX]:
             if all(person != seen for seen, _ in holders):
                 holders.append((person, role))
-    return OnCall(holders)
+    members = {
+        role: [p for p in found[MEMBERS + role].split(",") if p][:MEMBERS_MAX]
+        for role in dict.fromkeys(roles)
+        if MEMBERS + role in found
+    }
+    return OnCall(holders, members=members)
 
 
 def decision_needed(

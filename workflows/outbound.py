@@ -108,12 +108,12 @@ class IncidentOutbound(IncidentBookkeeping):
             self._record_paged(policy, found, step)
 
     async def _on_call(
-        self, roles: Sequence[str], key: str, exclude: str | None = None
+        self, roles: Sequence[str], key: str, exclude: str | None = None, members: bool = False
     ) -> on_call.OnCall:
         """Who holds each of ``roles`` now, from the roster (``exclude`` left out). A roster that
         cannot answer after a few tries means nobody on call: what waits on it must go out."""
         asked = list(dict.fromkeys(r.lower() for r in roles))[:ON_CALL_ROLES_MAX]  # roster names
-        args = {"roles": asked, "at": workflow.now().isoformat()}
+        args = {"roles": asked, "at": workflow.now().isoformat(), "members": members}
         try:
             result = await self._activity(
                 ON_CALL_ACTIVITY, key, args, key, ON_CALL_RETRY, ON_CALL_BUDGET

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import on_call, rules
     from workflows.failures import IncidentFailures, StepFailed
-    from workflows.models import PendingApproval
+    from workflows.models import ROSTER_MAX, PendingApproval
     from workflows.outbound import reraise_cancellation
 
 
@@ -90,14 +90,17 @@ class IncidentSteps(IncidentFailures):
             found = None
             if workflow.patched(on_call.PATCH):
                 # Asked before the request opens, so no decision can precede its entry.
-                found = await self._on_call(step.roles, f"on-call:{step.id}", exclude=requester)
+                found = await self._on_call(
+                    step.roles, f"on-call:{step.id}", exclude=requester, members=True
+                )
+                self._saw_roster(found)
             pending = PendingApproval(
                 step_id=step.id,
                 roles=step.roles,
                 requested_by=requester,
                 second_roles=step.second_approver.roles if step.second_approver else None,
                 requested_at=workflow.now(),
-                eligible=self._eligible(step.roles, requester),
+                eligible=self._eligible(step.roles, requester, found),
                 on_call=found.people if found is not None else [],
             )
             self.state.approvals[step.id] = pending
@@ -117,15 +120,28 @@ class IncidentSteps(IncidentFailures):
             raise StepFailed(f"{step.id} was rejected: {pending.decisions[-1].reason}")
         return f"{pending.outcome} by " + ", ".join(d.actor for d in pending.decisions)
 
-    def _eligible(self, roles: list[str], requester: str) -> list[str]:
-        """Who may decide, from the roster the incident was opened with (the requester excluded:
-        nobody approves their own request); empty when the incident carries no roster."""
+    def _eligible(
+        self, roles: list[str], requester: str, found: on_call.OnCall | None = None
+    ) -> list[str]:
+        """Who may decide (the requester excluded: nobody approves their own request): from the
+        roster at request time when it answered, else the roster the incident was opened with;
+        empty when the incident carries no roster."""
+        if found is not None and found.members:
+            return sorted({p for people in found.members.values() for p in people} - {requester})
         wanted = {r.lower() for r in roles}
         return sorted(
             person
             for person, held in self.inp.roster.items()
             if wanted & {r.lower() for r in held} and person != requester
         )
+
+    def _saw_roster(self, found: on_call.OnCall) -> None:
+        """Remember who the roster said held which role at request time (see ``_roster``)."""
+        seen = self.state.roster_seen
+        pairs = [(p, role) for role, people in found.members.items() for p in people]
+        for person, role in [*found.holders, *pairs]:
+            if role not in seen.setdefault(person, []) and len(seen) < ROSTER_MAX:
+                seen[person].append(role)
 
     async def _wait_for(self, step: WaitForStep) -> str:
         arrived = lambda: self.state.events_pending.get(step.event, 0) > 0  # noqa: E731
