@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-api chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ house: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# The latency the HTTP API adds to open and approve: p50, p99, mean, direct vs through the API, on
+# `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.
+bench-api: install
+	$(BIN)/python -m bench.api_latency $(ARGS)
 
 # Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
 # and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.
