@@ -16,7 +16,7 @@ from temporalio.client import Client
 from api import authz
 from api.bodies import ActionBody, DecisionBody, EventBody, OpenBody, ReopenBody, StepBody
 from api.errors import NotVisible, Unauthenticated
-from api.signing import signed, trusting
+from identity.signing import signed, trusting
 from incidents import actions, listing
 from incidents.actions import new_request_id
 from incidents.service import (

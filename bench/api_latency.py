@@ -57,9 +57,9 @@ from temporalio.client import Client
 
 from api.authz import RESTRICTED_PLAYBOOKS
 from api.routes import UPDATE_NAMES
-from api.signing import signed, trusting
 from connection import connect, exit_process
 from identity.keys import KeyRing, load_or_create
+from identity.signing import signed, trusting
 from incidents import actions
 from incidents.service import build_input, start_incident
 from playbooks.loader import load_playbook

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -276,11 +277,14 @@ async def open_incident(
     opened_by: str,
     settings: Settings | None = None,
     drop_undeclared: bool = False,
+    prepare: Callable[[IncidentInput], IncidentInput] | None = None,
 ) -> OpenResult:
     """Open (or find) incident ``incident_id`` running ``playbook``.
 
     A person's undeclared field is refused; a system that forwards whatever its record holds
-    (intake) asks for ``drop_undeclared``: those fields are left out and named in the result."""
+    (intake) asks for ``drop_undeclared``: those fields are left out and named in the result.
+    ``prepare`` completes the input before it starts (intake adds the keys the incident will
+    trust and the roster, as the API does: ``identity/signing.py``)."""
     settings = settings or get_settings()
     ignored: tuple[str, ...] = ()
     if drop_undeclared:
@@ -297,5 +301,7 @@ async def open_incident(
         opened_by=opened_by,
         settings=settings,
     )
+    if prepare is not None:
+        inp = await asyncio.to_thread(prepare, inp)
     result = await start_incident(client, inp, settings.task_queue)
     return replace(result, ignored_fields=ignored)

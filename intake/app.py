@@ -27,6 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connection import connect
+from identity.keys import load_or_create
+from identity.signing import trusting
 from incidents.service import IncidentClosed, open_incident
 from intake.routing import (
     EXAMPLES,
@@ -43,6 +45,7 @@ from intake.routing import (
     summary_for,
 )
 from settings import Settings, get_settings
+from workflows.models import IncidentInput
 
 Opener = Callable[..., Awaitable[Any]]
 MAX_BODY_BYTES = 1_000_000
@@ -176,13 +179,19 @@ def webhook_secret(settings: Settings) -> str:
 
 
 def _temporal_opener(settings: Settings) -> Opener:
-    """Open through the lead's incident service with one lazily connected Temporal client."""
+    """Open through the lead's incident service with one lazily connected Temporal client. The
+    incident trusts the API's keys, like one opened through the API: every later action on it must
+    come signed through the API (a raw Temporal signal is refused and recorded)."""
     client: list[Any] = []
+    ring = load_or_create(settings.data_dir)
+
+    def trusted(inp: IncidentInput) -> IncidentInput:
+        return trusting(inp, ring, settings.effective_database_url)
 
     async def opener(**kwargs: Any) -> Any:
         if not client:
             client.append(await connect(settings))
-        return await open_incident(client[0], drop_undeclared=True, **kwargs)
+        return await open_incident(client[0], drop_undeclared=True, prepare=trusted, **kwargs)
 
     return opener
 

@@ -47,7 +47,7 @@ from tests.integration_support import (
     state,
 )
 from workflows.incident import IncidentWorkflow
-from workflows.names import SA_PLAYBOOK
+from workflows.names import SA_PLAYBOOK, SIGNAL_EVENT
 
 __all__ = ["integration_env", "sandbox_server"]  # fixtures used by name
 
@@ -257,6 +257,21 @@ async def test_signed_webhook_opens_the_routed_playbook_once(
                 return any(s.step_id == "legal-hold-snapshot" for s in status.active_steps)
 
             await poll(first_steps_done, 30, "the preservation Case and snapshot Task")
+
+            # Opened by intake, the incident trusts only the API's keys: an unsigned event sent
+            # straight to Temporal is refused and recorded, and sets nothing.
+            assert (await handle.query(IncidentWorkflow.status)).trusted_key_ids
+            await handle.signal(SIGNAL_EVENT, {"name": "legal_hold_taken", "actor": "mallory",
+                                               "data": {"snapshot_ref": "forged"}})  # fmt: skip
+
+            async def refused() -> bool:
+                timeline = await handle.query(IncidentWorkflow.timeline)
+                return any(e.kind == "message_refused" and e.data.get("code") == "unsigned"
+                           for e in timeline)  # fmt: skip
+
+            await poll(refused, 30, "the unsigned event refused")
+            status = await handle.query(IncidentWorkflow.status)
+            assert status.fields.get("snapshot_ref") != "forged"
 
             replay = await http.post(url, content=body, headers=headers)
             body2, headers2 = signed(case, "msg_e2e_2")  # same case, new delivery

@@ -1,4 +1,4 @@
-"""The API signs every action it forwards, and opens incidents that trust only its keys.
+"""The API signs every action it forwards, and incidents are opened trusting only its keys.
 
 An incident opened here carries the API's public keys and the roster (who held which role) in its
 input; from then on the workflow acts only on messages signed with one of those keys, by a person
