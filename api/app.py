@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from api import account, errors
+from api import account, errors, records_routes
 from api.authz import Caller
 from api.routes import router
 from connection import connect
@@ -49,6 +49,7 @@ def create_app(
     errors.install(app)
     app.include_router(router)
     app.include_router(account.router)
+    app.include_router(records_routes.router)
     return app
 
 

@@ -4,7 +4,7 @@ The API checks this table before it forwards anything; the workflow then checks 
 know (which roles a step accepts, the two-person and self-approval rules). A decision is also
 checked against the roles the person holds: nobody decides in a role they were not granted.
 Restricted playbooks (child safety) are visible only to their group: for everyone else such an
-incident does not exist (404), in every listing, status, timeline and export.
+incident does not exist (404), in every listing, status, timeline, export and report.
 """
 
 from __future__ import annotations
@@ -77,6 +77,53 @@ def check_decision(caller: Caller, role: str) -> None:
 def may_see(caller: Caller, playbook: str | None) -> bool:
     group = RESTRICTED_PLAYBOOKS.get(playbook or "")
     return group is None or group in caller.groups
+
+
+# Every endpoint and the row of ``ACTIONS`` that guards it (``_NOT_ROWS``: those guarded
+# otherwise); README's list is ``endpoint_table()``, checked by the tests.
+ENDPOINTS: list[tuple[str, str, str]] = [
+    ("POST", "/incidents", "open"),
+    ("GET", "/incidents", "list"),
+    ("GET", "/incidents/{incident_id}", "read"),
+    ("GET", "/incidents/{incident_id}/timeline", "read"),
+    *[
+        ("POST", f"/incidents/{{incident_id}}/actions/{a}", a)
+        for a in ("ack", "assign", "escalate", "note", "close")
+    ],
+    ("POST", "/incidents/{incident_id}/decisions", "decide"),
+    *[("POST", f"/incidents/{{incident_id}}/steps/{{step}}/{m}", m) for m in ("retry", "skip")],
+    ("POST", "/incidents/{incident_id}/events", "event"),
+    ("POST", "/incidents/{incident_id}/reopen", "reopen"),
+    ("GET", "/incidents/{incident_id}/export", "export"),
+    ("GET", "/reports/sla", "report"),
+    ("GET", "/oncall/{role}", "oncall"),
+    ("GET", "/people", "roster_admin"),
+    ("POST", "/people", "roster_admin"),
+    ("POST", "/people/{handle}/deactivate", "roster_admin"),
+    ("GET", "/tokens", "roster_admin"),
+    ("POST", "/tokens", "roster_admin"),
+    ("DELETE", "/tokens/{token_id}", "roster_admin"),
+    ("GET", "/authz", "signed-in"),
+    ("GET", "/me", "signed-in"),
+    ("POST", "/me/tokens", "personal"),
+    ("DELETE", "/me/token", "signed-in"),
+    ("GET", "/healthz", "public"),
+]
+_NOT_ROWS = {
+    "decide": "the role decided in, if the caller holds it (the step says which it accepts)",
+    "signed-in": "anyone signed in",
+    "personal": "anyone signed in with a personal token (not a service account's)",
+    "public": "anyone, no token",
+}
+
+
+def endpoint_table() -> str:
+    """The endpoints and who may call each, as a Markdown table (README's "HTTP API" list)."""
+    lines = ["| endpoint | action | who may call it |", "|---|---|---|"]
+    for method, path, action in ENDPOINTS:
+        who = _NOT_ROWS.get(action) or ", ".join(sorted(ACTIONS[action]))
+        lines.append(f"| `{method} {path}` | {action} | {who} |")
+    return "\n".join(lines) + "\n"
 
 
 def table() -> list[tuple[str, str]]:

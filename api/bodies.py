@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from workflows.limits import INCIDENT_ID_PATTERN, EventData, Fields, Name, Role, Summary, Text
 from workflows.models import Severity
@@ -64,3 +64,35 @@ class TokenBody(Body):
 
     name: str = Field(min_length=1, max_length=80)
     expires_in_days: int = Field(default=90, ge=1, le=365)
+
+
+class PersonBody(Body):
+    """A person an admin adds (the roster checks the handle, role and group names)."""
+
+    handle: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=200)
+    roles: list[Role] = Field(default_factory=list, max_length=32)
+    groups: list[Role] = Field(default_factory=list, max_length=32)
+
+
+class TokenCreateBody(Body):
+    """A token an admin creates for someone: ``expires_in_days`` (default 90) or ``never``."""
+
+    person: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=100)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    never: bool = False
+    service: bool = False
+
+    @field_validator("never")
+    @classmethod
+    def _one_lifetime(cls, never: bool, info: ValidationInfo) -> bool:
+        if never and info.data.get("expires_in_days") is not None:
+            raise ValueError("give expires_in_days or never, not both")
+        return never
+
+    @property
+    def lifetime_days(self) -> int | None:
+        """Days until it expires; None: never."""
+        return None if self.never else (self.expires_in_days or 90)

@@ -2,7 +2,8 @@
 
 401 no, unknown, expired or revoked token; 403 with the role that would be needed; 404 for an
 incident the caller may not see (or that does not exist: the two look the same); 409 for a state
-conflict (closed, already decided, not waiting); 422 naming the field.
+conflict (closed, already decided, not waiting, a handle taken); 422 naming the field (a roster
+change refused for its input says what and why).
 
 A refusal the API decides itself (403, a hidden incident's 404, a revoked, expired or deactivated
 person's token) is also written to the audit log's ``_access`` stream: who tried what, and why it
@@ -29,11 +30,17 @@ from incidents.actions import SignalRefused
 from incidents.service import IncidentClosed, InvalidRequest
 from playbooks.loader import PlaybookError
 from roster import journal
+from roster.service import RosterConflict, RosterError
 from workflows.rules import AUTHORIZATION_REFUSALS
 
 
 class NotVisible(Exception):
-    """404: no such incident, or one the caller may not see."""
+    """404: no such incident, or one the caller may not see; the two answer alike, and only a
+    hidden one (``hidden``, the default) is recorded as a refusal."""
+
+    def __init__(self, message: str, *, hidden: bool = True) -> None:
+        super().__init__(message)
+        self.hidden = hidden
 
 
 class Unauthenticated(Exception):
@@ -88,7 +95,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NotVisible)
     async def _not_visible(request: Request, err: NotVisible) -> JSONResponse:
-        await _access_refused(request, _who(request), "not_visible", str(err))
+        if err.hidden:
+            await _access_refused(request, _who(request), "not_visible", str(err))
         return _json(404, "not_found", str(err))
 
     @app.exception_handler(IncidentClosed)
@@ -102,6 +110,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def _invalid(_: Request, err: InvalidRequest) -> JSONResponse:
+        return _json(422, "invalid_request", str(err))
+
+    @app.exception_handler(RosterConflict)
+    async def _roster_conflict(_: Request, err: RosterConflict) -> JSONResponse:
+        return _json(409, "conflict", str(err))
+
+    @app.exception_handler(RosterError)
+    async def _roster_refused(_: Request, err: RosterError) -> JSONResponse:
         return _json(422, "invalid_request", str(err))
 
     @app.exception_handler(PlaybookError)

@@ -13,13 +13,12 @@ import typer
 from temporalio.client import Client
 
 from playbooks.durations import parse_duration
-from playbooks.loader import scan_playbooks
 from reports.chart import write_chart
 from reports.report import (
     build_report,
+    known_playbooks,
     load,
     parse_since,
-    recorded_playbooks,
     to_csv,
     to_json,
     to_table,
@@ -60,8 +59,7 @@ def report_command(
 
 def _check_playbooks(names: list[str]) -> None:
     """An unknown playbook is a typo, not an empty report: refuse it, naming the known ones."""
-    known = {lp.playbook.name for lp in scan_playbooks(get_settings().playbooks_dir)[0]}
-    known |= recorded_playbooks()
+    known = known_playbooks(get_settings().playbooks_dir)
     unknown = [name for name in names if name not in known]
     if unknown:
         raise typer.BadParameter(

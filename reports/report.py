@@ -24,10 +24,12 @@ import io
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import BaseModel
 from sqlmodel import Session, select
 
+from playbooks.loader import scan_playbooks
 from playbooks.schema import format_duration, parse_duration
 from records.tables import IncidentRecord, SlaOutcome, records_engine, utc
 
@@ -79,6 +81,11 @@ def recorded_playbooks(url: str | None = None) -> set[str]:
     """Playbooks that incidents in the records ran (a retired playbook is still reportable)."""
     with Session(records_engine(url)) as s:
         return set(s.exec(select(IncidentRecord.playbook).distinct()).all())
+
+
+def known_playbooks(playbooks_dir: Path, url: str | None = None) -> set[str]:
+    """What a report may be asked about: the valid playbooks on disk and every recorded one."""
+    return {lp.playbook.name for lp in scan_playbooks(playbooks_dir)[0]} | recorded_playbooks(url)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -140,14 +147,15 @@ def _group(
 
 
 def load(
-    since: datetime | None, playbooks: list[str], url: str | None = None
+    since: datetime | None, playbooks: list[str], url: str | None = None, *, scoped: bool = False
 ) -> tuple[list[IncidentRecord], dict[str, list[SlaOutcome]]]:
-    """The incidents in scope and their SLA outcomes, in two queries."""
+    """The incidents in scope and their SLA outcomes, in two queries. ``playbooks`` empty means
+    every playbook, unless ``scoped``: then it is the whole scope, even when empty."""
     with Session(records_engine(url)) as s:
         query = select(IncidentRecord)
         if since is not None:
             query = query.where(IncidentRecord.opened_at >= utc(since))
-        if playbooks:
+        if playbooks or scoped:
             query = query.where(IncidentRecord.playbook.in_(playbooks))  # type: ignore[attr-defined]
         incidents = list(s.exec(query).all())
         ids = {i.incident_id for i in incidents}
@@ -163,10 +171,13 @@ def build_report(
     playbooks: list[str] | None = None,
     now: datetime | None = None,
     url: str | None = None,
+    *,
+    scoped: bool = False,
 ) -> Report:
-    """Compute every figure of the report; ``now`` decides what is past due."""
+    """Compute every figure of the report; ``now`` decides what is past due. ``scoped``: the
+    incidents of ``playbooks`` only, even none (the API passes the playbooks its caller may see)."""
     now = now or datetime.now(UTC)
-    incidents, clocks = load(since, playbooks or [], url)
+    incidents, clocks = load(since, playbooks or [], url, scoped=scoped)
     by_group: dict[tuple[str, str], list[IncidentRecord]] = defaultdict(list)
     by_step: dict[tuple[str, str, str], list[SlaOutcome]] = defaultdict(list)
     for incident in incidents:

@@ -92,17 +92,7 @@ def people_add(
 @people_app.command("list")
 def people_list(as_json: JsonOpt = False) -> None:
     """Everyone, with roles, groups and whether they are active."""
-    rows: list[dict[str, Any]] = [
-        {
-            "handle": p.handle,
-            "name": p.display_name,
-            "email": p.email,
-            "active": p.active,
-            "roles": sorted(service.roles_of(p.handle)),
-            "groups": sorted(service.groups_of(p.handle)),
-        }
-        for p in service.list_people()
-    ]
+    rows = yamlfile.people_rows()
 
     def human() -> None:
         for r in rows:
@@ -264,19 +254,7 @@ def token_create(
 @token_app.command("list")
 def token_list(person: str | None = typer.Argument(None), as_json: JsonOpt = False) -> None:
     """Tokens (of PERSON, or everyone's): id, name, expiry, last use; never a secret."""
-    rows = [
-        {
-            "id": t.id,
-            "person": t.person,
-            "name": t.name,
-            "service": t.service,
-            "created_at": iso(t.created_at),
-            "expires_at": iso(t.expires_at),
-            "revoked_at": iso(t.revoked_at),
-            "last_used_at": iso(t.last_used_at),
-        }
-        for t in tokens.list_tokens(person)
-    ]
+    rows: list[dict[str, Any]] = [tokens.describe(t) for t in tokens.list_tokens(person)]
 
     def human() -> None:
         for r in rows:

@@ -25,6 +25,10 @@ class RosterError(ValueError):
     """A refused roster change or query: one line saying what and why."""
 
 
+class RosterConflict(RosterError):
+    """Refused by the roster's state, not by its input (a handle taken): 409 at the API."""
+
+
 def check_handle(handle: str) -> str:
     if not HANDLE.fullmatch(handle or ""):
         raise RosterError(
@@ -93,7 +97,7 @@ def add_person(
     roles, groups = [check_name(r, "role") for r in roles], [check_name(g, "group") for g in groups]
     with _session(url) as s:
         if s.get(Person, handle) is not None:
-            raise RosterError(f"person {handle!r} already exists")
+            raise RosterConflict(f"person {handle!r} already exists")
         person = Person(handle=handle, display_name=display_name, email=email, created_at=_now())
         s.add(person)
         s.commit()

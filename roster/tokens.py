@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from records.tables import iso, utc
 from roster import journal
-from roster.service import RosterError, check_text, groups_of, roles_of
+from roster.service import RosterConflict, RosterError, check_text, groups_of, roles_of
 from roster.tables import ApiToken, Person, roster_engine
 
 PREFIX = "crt_"
@@ -84,7 +84,7 @@ def create_token(
         if owner is None:
             raise RosterError(f"no such person {person!r} (add them with `incident people add`)")
         if not owner.active:
-            raise RosterError(f"{person} is deactivated: no token can be created for them")
+            raise RosterConflict(f"{person} is deactivated: no token can be created for them")
         s.add(token)
         s.commit()
     kind = "service token" if service else "token"
@@ -153,3 +153,17 @@ def list_tokens(person: str | None = None, *, url: str | None = None) -> list[Ap
         if person is not None:
             query = query.where(ApiToken.person == person)
         return list(s.exec(query).all())
+
+
+def describe(token: ApiToken) -> dict[str, object]:
+    """A token's metadata (never its secret or hash), as `incident token list` and the API show."""
+    return {
+        "id": token.id,
+        "person": token.person,
+        "name": token.name,
+        "service": token.service,
+        "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at),
+        "revoked_at": iso(token.revoked_at),
+        "last_used_at": iso(token.last_used_at),
+    }

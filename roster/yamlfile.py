@@ -24,22 +24,29 @@ from playbooks.durations import format_duration, parse_duration
 from records.tables import utc
 from roster import service
 from roster.service import RosterError
+from roster.tables import Person
+
+
+def person_row(person: Person, *, url: str | None = None) -> dict[str, Any]:
+    """One person as the file, `incident people list` and the API show them."""
+    return {
+        "handle": person.handle,
+        "name": person.display_name,
+        "email": person.email,
+        "active": person.active,
+        "roles": sorted(service.roles_of(person.handle, url=url)),
+        "groups": sorted(service.groups_of(person.handle, url=url)),
+    }
+
+
+def people_rows(*, url: str | None = None) -> list[dict[str, Any]]:
+    """Everyone, active or not, by handle."""
+    return [person_row(p, url=url) for p in service.list_people(url=url)]
 
 
 def export_roster(*, url: str | None = None) -> dict[str, Any]:
     """The whole roster as plain data (what ``import_roster`` reads)."""
-    people = []
-    for p in service.list_people(url=url):
-        people.append(
-            {
-                "handle": p.handle,
-                "name": p.display_name,
-                "email": p.email,
-                "active": p.active,
-                "roles": sorted(service.roles_of(p.handle, url=url)),
-                "groups": sorted(service.groups_of(p.handle, url=url)),
-            }
-        )
+    people = people_rows(url=url)
     rotations = [
         {
             "role": r.role,
