@@ -16,15 +16,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlmodel import Session
 
 from api import authz
 from api.bodies import PersonBody, TokenCreateBody
 from api.errors import NotVisible
-from api.routes import caller, client_of
+from api.routes import caller, client_of, recorded_playbook
 from audit.export import export_incident
 from incidents.service import InvalidRequest
-from records.tables import IncidentRecord, iso, records_engine
+from records.tables import iso
 from reports.report import Report, build_report, known_playbooks, parse_since, to_csv
 from roster import service as roster
 from roster import tokens, yamlfile
@@ -41,19 +40,12 @@ def _url(request: Request) -> str:
 # --- the auditors' export ----------------------------------------------------------------------
 
 
-def _recorded_playbook(incident_id: str, url: str) -> str | None:
-    """The incident's playbook as the records' projection has it (None: not in the records)."""
-    with Session(records_engine(url)) as s:
-        record = s.get(IncidentRecord, incident_id)
-    return record.playbook if record is not None else None
-
-
 @router.get("/incidents/{incident_id}/export")
 async def export(incident_id: str, request: Request, who: Caller) -> JSONResponse:
     """Every run's history (archive and Temporal) and a manifest, as `incident audit export`."""
     authz.check(who, "export")
     missing = f"no incident {incident_id}"
-    recorded = await asyncio.to_thread(_recorded_playbook, incident_id, _url(request))
+    recorded = await asyncio.to_thread(recorded_playbook, incident_id, _url(request))
     if recorded is not None and not authz.may_see(who, recorded):
         raise NotVisible(missing)
     try:

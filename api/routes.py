@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from sqlmodel import Session
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import authz
 from api.bodies import ActionBody, DecisionBody, EventBody, OpenBody, ReopenBody, StepBody
@@ -26,6 +28,7 @@ from incidents.service import (
     reopen_incident,
     start_incident,
 )
+from records.tables import IncidentRecord, records_engine
 from roster import service as roster
 from workflows.models import (
     ApprovalRequest,
@@ -35,6 +38,7 @@ from workflows.models import (
     Severity,
     StepRequest,
 )
+from workflows.names import SA_PLAYBOOK
 
 router = APIRouter()
 # The Update each commander action is (what its signature names).
@@ -69,8 +73,31 @@ def _role(who: authz.Caller, action: str, asked: str | None) -> str:
     return sorted(who.roles & authz.ACTIONS[action])[0]
 
 
+def recorded_playbook(incident_id: str, url: str) -> str | None:
+    """The incident's playbook as the records' projection has it (None: not in the records)."""
+    with Session(records_engine(url)) as s:
+        record = s.get(IncidentRecord, incident_id)
+    return record.playbook if record is not None else None
+
+
+async def _playbook_searched(request: Request, incident_id: str) -> str | None:
+    """The playbook the incident's workflow names in its search attributes (None: unknown)."""
+    try:
+        described = await actions.handle(client_of(request), incident_id).describe()
+    except RPCError:
+        return None
+    return described.typed_search_attributes.get(SA_PLAYBOOK)
+
+
 async def _visible(request: Request, who: authz.Caller, incident_id: str) -> Any:
-    status = await actions.status(client_of(request), incident_id)
+    """The incident's status, if the caller may see it; an unknown incident and a hidden one
+    answer alike (404), and only the hidden one is recorded as a refusal."""
+    try:
+        status = await actions.status(client_of(request), incident_id)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND or "already completed" in err.message:
+            raise
+        raise NotVisible(f"no incident {incident_id}", hidden=False) from None
     if not authz.may_see(who, status.playbook):
         raise NotVisible(f"no incident {incident_id}")
     return status
@@ -209,6 +236,11 @@ async def event(incident_id: str, body: EventBody, request: Request, who: Caller
 async def reopen(incident_id: str, body: ReopenBody, request: Request, who: Caller) -> Any:
     authz.check(who, "reopen")
     settings = request.app.state.settings
+    playbook = await asyncio.to_thread(
+        recorded_playbook, incident_id, settings.effective_database_url
+    ) or await _playbook_searched(request, incident_id)
+    if playbook is not None and not authz.may_see(who, playbook):
+        raise NotVisible(f"no incident {incident_id}")
     result = await reopen_incident(
         client_of(request), incident_id,
         reopen=ReopenRequest(actor=who.person, role=_role(who, "reopen", None), reason=body.reason),

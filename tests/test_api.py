@@ -120,6 +120,17 @@ async def test_a_restricted_incident_is_invisible_to_outsiders(api, h):
     assert (await api.get(f"/incidents/{iid}", headers=as_("tok-casey"))).status_code == 404
     assert (await api.get(f"/incidents/{iid}", headers=as_("tok-aud"))).status_code == 404
     assert (await api.get(f"/incidents/{iid}", headers=as_("tok-kim"))).status_code == 200
+    # An unknown incident answers exactly as a hidden one does.
+    hidden = await api.get(f"/incidents/{iid}/timeline", headers=as_("tok-casey"))
+    unknown = await api.get("/incidents/NO-SUCH-1/timeline", headers=as_("tok-casey"))
+    assert (hidden.status_code, unknown.status_code) == (404, 404)
+    assert hidden.json()["message"].replace(iid, "X") == unknown.json()["message"].replace(
+        "NO-SUCH-1", "X"
+    )
+    # Reopening is refused to an outsider before anything else (it does not exist for them).
+    reopen = await api.post(f"/incidents/{iid}/reopen", json={"reason": "peek"},
+                            headers=as_("tok-casey"))  # fmt: skip
+    assert reopen.status_code == 404, reopen.text
 
 
 def test_the_role_matrix_row_by_row():
