@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-COMMANDERS = frozenset({"ic", "cr", "mgr", "admin"})
-RESPONDERS = COMMANDERS | {"lers", "legal", "privacy", "sec", "comms"}
+COMMANDERS = frozenset({"ic", "cr", "cr_lead", "mgr", "admin"})
+# Everyone a shipped playbook names as a step's owner or approver works the incident
+# (tests/test_api.py keeps this list and the playbooks in step).
+SPECIALISTS = frozenset({"lers", "legal", "privacy", "sec", "comms", "child_safety", "data",
+                         "food_safety", "catalog_ops", "retail_mgr"})  # fmt: skip
+RESPONDERS = COMMANDERS | SPECIALISTS
 READERS = RESPONDERS | {"auditor"}
 
 # action -> roles that may take it ("decide" is special: see ``check_decision``).

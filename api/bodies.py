@@ -53,6 +53,7 @@ class StepBody(Body):
 class EventBody(Body):
     name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
     data: EventData = Field(default_factory=dict)
+    role: Role | None = None  # among the roles the caller holds (a playbook may name who sends it)
 
 
 class ReopenBody(Body):

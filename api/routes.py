@@ -28,6 +28,7 @@ from incidents.service import (
     reopen_incident,
     start_incident,
 )
+from playbooks.loader import PlaybookError, load_playbook
 from records.tables import IncidentRecord, records_engine
 from roster import service as roster
 from workflows.models import (
@@ -78,6 +79,22 @@ def recorded_playbook(incident_id: str, url: str) -> str | None:
     with Session(records_engine(url)) as s:
         record = s.get(IncidentRecord, incident_id)
     return record.playbook if record is not None else None
+
+
+def _event_role(request: Request, who: authz.Caller, playbook: str, body: EventBody) -> str:
+    """The role an event is sent in: the one asked for (if held), else one the playbook names
+    for this event that the caller holds, else the caller's first role that may send events.
+    The incident's own snapshot decides whether it is accepted."""
+    if body.role:
+        return _role(who, "event", body.role)
+    try:
+        spec = load_playbook(playbook, request.app.state.settings.playbooks_dir).playbook.events
+    except PlaybookError:
+        spec = {}
+    fits = sorted(
+        who.roles & authz.ACTIONS["event"] & set(getattr(spec.get(body.name), "roles", []))
+    )
+    return fits[0] if fits else _role(who, "event", None)
 
 
 async def _playbook_searched(request: Request, incident_id: str) -> str | None:
@@ -226,7 +243,8 @@ async def resolve_failed_step(
 async def event(incident_id: str, body: EventBody, request: Request, who: Caller) -> Any:
     authz.check(who, "event")
     status = await _visible(request, who, incident_id)
-    message = ExternalEvent(name=body.name, actor=who.person, data=body.data,
+    role = _event_role(request, who, status.playbook, body)
+    message = ExternalEvent(name=body.name, actor=who.person, data=body.data, role=role,
                             request_id=new_request_id())  # fmt: skip
     message = signed(request.app.state.keys, status, "event", message)
     return await actions.send_event(client_of(request), incident_id, message)

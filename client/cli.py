@@ -189,10 +189,11 @@ def event(
     incident_id: str,
     name: str,
     data: Annotated[list[str], typer.Option("--data", help="key=value, repeatable.")] = [],  # noqa: B006
+    role: RoleChoice = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Record an outside event (e.g. law_enforcement_response); its data updates fields."""
-    payload = body(EventBody, {"name": "NAME"}, name=name, data=pairs(data, "--data"))
+    payload = body(EventBody, {"name": "NAME"}, name=name, data=pairs(data, "--data"), role=role)
     _show_entry(as_json, Api().post(_path(incident_id, "events"), payload))
 
 

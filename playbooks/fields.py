@@ -120,10 +120,19 @@ class EventSpec(StrictModel):
     """An outside event the playbook accepts (``incident event ID NAME --data k=v``).
 
     ``sets`` names the incident fields the event's data may set; any other key is refused.
+    ``roles``, when given, names the roles that may send it (e.g. only Legal says a legal review
+    is done); checked on incidents whose messages are signed, where a role is authenticated.
     """
 
     description: str = ""
     sets: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+
+    def refuses_role(self, name: str, role: str | None) -> str | None:
+        """Why a sender in ``role`` may not send this event (``name``), or None."""
+        if not self.roles or (role or "").lower() in {r.lower() for r in self.roles}:
+            return None
+        return f"event {name} is sent by {'/'.join(self.roles)} only, not {role or 'no role'}"
 
 
 def check_event(

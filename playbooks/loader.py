@@ -93,6 +93,9 @@ def _as_before(value: Any) -> Any:
     out = {k: _as_before(v) for k, v in value.items()}
     if out.get("events") == {} and "steps" in out:
         del out["events"]
+    for spec in out.get("events", {}).values() if "steps" in out else ():
+        if spec.get("roles") == []:
+            del spec["roles"]  # an event any responder may send
     for spec in out.get("fields", {}).values() if "steps" in out else ():
         if spec.get("type") == ("choice" if spec.get("choices") else "text"):
             del spec["type"]

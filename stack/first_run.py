@@ -12,11 +12,11 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from api.authz import RESTRICTED_PLAYBOOKS
+from api.authz import READERS, RESTRICTED_PLAYBOOKS
 from roster import service, tokens
 from settings import Settings
 
-LOCAL_ROLES = ("admin", "ic", "cr", "mgr", "legal", "privacy", "lers", "sec", "comms", "auditor")
+LOCAL_ROLES = tuple(sorted(READERS))  # every role a person can hold, admin included
 # ... and every restricted group, so the laptop's one person can run every shipped playbook.
 LOCAL_GROUPS = tuple(sorted(set(RESTRICTED_PLAYBOOKS.values())))
 

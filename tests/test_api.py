@@ -23,6 +23,7 @@ PEOPLE = {
     "tok-lena": ("lena", {"legal"}, set()),
     "tok-aud": ("audra", {"auditor"}, set()),
     "tok-kim": ("kim", {"ic", "cr"}, {"child-safety"}),
+    "tok-lee": ("lee", {"lers", "comms"}, set()),
 }
 
 
@@ -133,18 +134,69 @@ async def test_a_restricted_incident_is_invisible_to_outsiders(api, h):
     assert reopen.status_code == 404, reopen.text
 
 
+async def test_an_event_a_playbook_reserves_to_a_role_is_refused_to_others(api, h):
+    """emergency-disclosure's data_produced is LERS's to send: a commander's is refused and
+    recorded (403, naming who may), LERS's is recorded; the role is chosen for the sender."""
+    iid = f"API-EV-{uuid.uuid4().hex[:6]}"
+    body = {"playbook": "emergency-disclosure", "summary": "threat", "id": iid,
+            "fields": {"requester_agency": "PD", "requester_email": "a@pd.gov",
+                       "account_id": "acct-1"}}  # fmt: skip
+    assert (await api.post("/incidents", json=body, headers=as_("tok-casey"))).status_code == 201
+    h.handles.append(handle(h.client, iid))
+    event = {"name": "data_produced"}
+    r = await api.post(f"/incidents/{iid}/events", json=event, headers=as_("tok-casey"))
+    assert (r.status_code, r.json()["error"]) == (403, "role_not_allowed"), r.text
+    assert "data_produced is sent by lers only, not ic" in r.json()["message"]
+    r = await api.post(f"/incidents/{iid}/events", json=event | {"role": "comms"},
+                       headers=as_("tok-lee"))  # fmt: skip
+    assert r.status_code == 403 and "not comms" in r.json()["message"]
+    r = await api.post(f"/incidents/{iid}/events", json=event, headers=as_("tok-lee"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["kind"], r.json()["actor"]) == ("event", "lee")
+    timeline = (await api.get(f"/incidents/{iid}/timeline", headers=as_("tok-casey"))).json()
+    refused = [e for e in timeline if e["kind"] == "message_refused"]
+    assert [(e["actor"], e["role"], e["data"]["code"]) for e in refused] == [
+        ("casey", "ic", "role_not_allowed"),
+        ("lee", "comms", "role_not_allowed"),
+    ]
+
+
+CMD = {"ic", "cr", "cr_lead", "mgr", "admin"}
+SPEC = {"lers", "legal", "privacy", "sec", "comms", "child_safety", "data", "food_safety",
+        "catalog_ops", "retail_mgr"}  # fmt: skip
+
+
 def test_the_role_matrix_row_by_row():
+    """Every row written out: a change to who may do what is a change to this test too."""
     expected = {
-        "open": {"ic", "cr", "mgr", "admin", "intake"},
-        "close": {"ic", "cr", "mgr", "admin"},
-        "export": {"auditor", "legal", "admin"},
+        "open": CMD | {"intake"}, "ack": CMD, "assign": CMD, "escalate": CMD,
+        "note": CMD | SPEC, "close": CMD, "reopen": CMD, "retry": CMD, "skip": CMD | {"legal"},
+        "event": CMD | SPEC | {"intake"}, "read": CMD | SPEC | {"auditor"},
+        "list": CMD | SPEC | {"auditor"}, "export": {"auditor", "legal", "admin"},
+        "report": {"mgr", "auditor", "admin"}, "oncall": CMD | SPEC | {"auditor"},
         "roster_admin": {"admin"},
-        "read": {"ic", "cr", "mgr", "admin", "lers", "legal", "privacy", "sec", "comms",
-                 "auditor"},
     }  # fmt: skip
-    for action, roles in expected.items():
-        assert set(ACTIONS[action]) == roles, action
+    assert {action: set(roles) for action, roles in ACTIONS.items()} == expected
     assert "auditor" not in ACTIONS["close"] | ACTIONS["event"] | ACTIONS["open"]
+
+
+def test_every_role_a_playbook_names_may_read_and_work_its_incidents():
+    """A step's owner or approver who could not read the incident could not do the step."""
+    from playbooks.loader import scan_playbooks
+    from playbooks.schema import ApprovalStep
+    from settings import get_settings
+
+    named: set[str] = set()
+    for loaded in scan_playbooks(get_settings().playbooks_dir)[0]:
+        for step in loaded.playbook.iter_steps():
+            named |= {step.owner} if step.owner else set()
+            named |= set(step.roles) if isinstance(step, ApprovalStep) else set()
+            for event in loaded.playbook.events.values():
+                named |= set(event.roles)
+    named -= {"system"}  # the engine itself, not a person
+    assert named <= set(ACTIONS["read"]) & set(ACTIONS["note"]) & set(ACTIONS["event"]), (
+        named - set(ACTIONS["read"])
+    )
 
 
 async def test_a_forged_decision_sent_straight_to_temporal_is_refused_and_recorded(api, h):

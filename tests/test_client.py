@@ -89,7 +89,7 @@ def test_login_checks_the_token_keeps_it_private_and_signs_every_command(served,
     assert code == 1 and out == ""
     assert (
         err
-        == "error: refused (forbidden): open needs one of the roles: admin, cr, ic, intake, mgr\n"
+        == "error: refused (forbidden): open needs one of the roles: admin, cr, cr_lead, ic, intake, mgr\n"
     )
 
     # Logging out revokes the token at the API and forgets it; the old secret no longer works.

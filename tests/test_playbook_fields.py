@@ -168,7 +168,18 @@ def test_check_fields_lists_every_problem_at_open() -> None:
 def test_event_spec_defaults() -> None:
     assert EventSpec() == EventSpec(description="", sets=[])
     with pytest.raises(ValidationError):
-        EventSpec.model_validate({"sets": ["a"], "roles": ["legal"]})
+        EventSpec.model_validate({"sets": ["a"], "who": ["legal"]})
+    spec = EventSpec(sets=["a"], roles=["legal", "LERS"])
+    assert spec.refuses_role("review_done", "lers") is None
+    assert (
+        spec.refuses_role("review_done", "ic")
+        == "event review_done is sent by legal/LERS only, not ic"
+    )
+    assert (
+        spec.refuses_role("review_done", None)
+        == "event review_done is sent by legal/LERS only, not no role"
+    )
+    assert EventSpec(sets=["a"]).refuses_role("x", None) is None
 
 
 # --- Old snapshots ----------------------------------------------------------------------------

@@ -64,14 +64,20 @@ class IncidentSignals(IncidentMessages):
     def _on_event(self, event: ExternalEvent) -> None:
         if self.state.status == "closed":
             return
-        # The playbook declares the events it accepts and the fields each may set (a legacy
-        # snapshot declares none and accepts all, as it did when it was recorded).
-        if problem := self.inp.playbook.check_event(event.name, event.data):
+        # The playbook declares the events it accepts, the fields each may set and, where it
+        # matters, who may send it (a legacy snapshot declares none and accepts all, as it did
+        # when it was recorded). A sender's role is authenticated only on a signed incident.
+        code, problem = "invalid_event", self.inp.playbook.check_event(event.name, event.data)
+        spec = self.inp.playbook.events.get(event.name)
+        if problem is None and spec is not None and self.inp.trusted_keys:
+            code, problem = "role_not_allowed", spec.refuses_role(event.name, event.role)
+        if problem:
             self._record(
                 "message_refused",
                 problem[:REASON_MAX],
                 actor=event.actor,
-                data={"message": SIGNAL_EVENT, "event": event.name},
+                role=event.role,
+                data={"message": SIGNAL_EVENT, "event": event.name, "code": code},
                 request_id=event.request_id,
             )
             return
