@@ -61,6 +61,12 @@ class Settings(BaseSettings):
 
     # --- Records --------------------------------------------------------------------------------
     database_url: str | None = None
+    # The audit log's Ed25519 signing key (mode 0600; unset: <data_dir>/audit-key.json) and the
+    # append-only file of signed checkpoints of its head (unset: <data_dir>/audit-checkpoints.jsonl).
+    # In production both belong where the database's writers cannot rewrite them: the key readable
+    # by the workers only, the checkpoints on append-only storage (records/checkpoints.py).
+    audit_key_file: Path | None = None
+    audit_checkpoint_file: Path | None = None
 
     # --- Integrations (base URLs point at the sandbox emulators unless configured) ------------
     sandbox_host: str = "127.0.0.1"
@@ -160,6 +166,16 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'critical-response.db'}"
+
+    @property
+    def effective_audit_key_file(self) -> Path:
+        return (self.audit_key_file or self.data_dir / "audit-key.json").expanduser()
+
+    @property
+    def effective_audit_checkpoint_file(self) -> Path:
+        return (
+            self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
+        ).expanduser()
 
     @property
     def effective_sandbox_state_file(self) -> Path | None:

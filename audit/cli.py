@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from temporalio.client import Client
 
+from audit.bundle import tamper_failures
 from audit.export import closed_items, export_incident
 from audit.render import render_md, render_text
 from audit.replay import Loaded, group_by_incident, load_file, rebuild, replay
@@ -62,11 +63,12 @@ def export_command(
         typer.echo(text)
     else:
         out.write_text(text + "\n")
-        manifest = document["manifest"]
+        manifest, audit = document["manifest"], document["audit"]
         typer.echo(
             f"exported {len(manifest['runs'])} run(s) of incident {incident_id} "
             f"(playbook {manifest['playbook']} {manifest['playbook_hash']}, from "
-            f"{manifest['source']}) to {out}",
+            f"{manifest['source']}), {len(audit['rows'])} audit rows and "
+            f"{len(audit['checkpoints'])} signed checkpoints to {out}",
             err=True,
         )
     exit_process(0)
@@ -81,11 +83,15 @@ class ReplayFormat(StrEnum):
     md = "md"
 
 
+TAMPERED = 3  # the exit code when an exported file was altered after it was written
+
+
 async def replay_items(
     items: list[Loaded], fmt: ReplayFormat, workflows: list[type] | None = None
 ) -> tuple[int, str]:
-    """Replay, rebuild one case file per incident, render; exit code 1 on any failure."""
-    failures = await replay(items, workflows)
+    """Replay, rebuild one case file per incident, render; exit code 3 when a bundle was
+    tampered with (``audit/bundle.py``, the manifest's sha256), else 1 on any failure."""
+    failures = tamper_failures(items) + await replay(items, workflows)
     cases = []
     for workflow_id, runs in group_by_incident(items).items():
         case = rebuild(runs[0].incident_id, [r.history for r in runs])
@@ -96,6 +102,8 @@ async def replay_items(
     else:
         render = render_md if fmt == ReplayFormat.md else render_text
         text = "\n".join(render(c) for c in cases)
+    if any(f.kind == "tampered" for f in failures):
+        return TAMPERED, text
     return (1 if failures else 0), text
 
 
@@ -120,6 +128,12 @@ def replay_main(files: list[Path], all_closed: bool, fmt: ReplayFormat, out: Pat
         typer.echo(text, nl=False)
     if code == 1:
         typer.echo("replay FAILED: today's code does not reproduce a recorded history", err=True)
+    if code == TAMPERED:
+        typer.echo(
+            "replay TAMPERED: an exported file was altered after it was written (its histories "
+            "or audit rows no longer match their hashes and signed checkpoints)",
+            err=True,
+        )
     return code
 
 
@@ -132,7 +146,8 @@ def replay_command(
     format: ReplayFormat = typer.Option(ReplayFormat.text, "--format", help="text, json or md"),
     out: Path | None = typer.Option(None, "--out", help="Write the case file here"),
 ) -> None:
-    """Replay histories with today's code; print the timeline rebuilt from them; exit 1 on drift."""
+    """Replay histories with today's code; print the timeline rebuilt from them; exit 1 on drift,
+    3 when an exported file was tampered with."""
     exit_process(replay_main(files or [], all_closed, format, out))
 
 
@@ -143,11 +158,21 @@ def replay_command(
 def verify_command(
     incident_id: str | None = typer.Argument(None, help="Only this incident (default: whole log)"),
 ) -> None:
-    """Recompute the audit log's hash chain; exit 1 at the first broken row."""
-    verdict = verify(incident_id)
+    """Recompute the audit log's hash chain and check its signed checkpoints; exit 1 at the first
+    broken row, or for an incident the log has never seen."""
+    try:
+        verdict = verify(incident_id)
+    except LookupError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from None
     scope = f"incident {incident_id}" if incident_id else "audit log"
     if verdict.broken is not None:
         typer.echo(f"BROKEN {scope}: {verdict.broken.describe()}", err=True)
         typer.echo(f"{verdict.rows} rows verified before the break", err=True)
         raise typer.Exit(1)
     typer.echo(f"OK {scope}: {verdict.rows} rows, chain intact; log head {verdict.head_hash}")
+    if verdict.checkpoints:
+        keys = ", ".join(verdict.key_ids)
+        typer.echo(f"{verdict.checkpoints} signed checkpoints hold (audit key {keys})")
+    for note in verdict.notes:
+        typer.echo(note)

@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 
+from audit.bundle import audit_section
 from audit.replay import EXPORT_FORMAT, Loaded
 from records.archive import archived_runs, fetch_chain, fetch_run, history_of, run_manifest
 from workflows.names import incident_id_of, workflow_id_for
@@ -24,7 +25,8 @@ def _started(history: WorkflowHistory) -> datetime:
 
 
 async def export_incident(incident_id: str, client: Client | None) -> dict[str, Any]:
-    """The incident's history (every run) as SDK history JSON, plus a manifest.
+    """The incident's history (every run) as SDK history JSON, a manifest, and its audit rows
+    with the signed checkpoints covering them (``audit/bundle.py``: checked offline by replay).
 
     Archived runs come from the records database; Temporal adds what it still has (and the
     running tail of an open incident). Raises LookupError when neither knows the incident.
@@ -63,6 +65,7 @@ async def export_incident(incident_id: str, client: Client | None) -> dict[str, 
             {"workflow_id": h.workflow_id, "run_id": h.run_id, "history": h.to_json_dict()}
             for h in ordered
         ],
+        "audit": audit_section(incident_id),
     }
 
 

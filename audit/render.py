@@ -35,11 +35,23 @@ def _message_line(m: Any) -> str:
 
 
 def _failure_text(f: ReplayFailure) -> str:
+    if f.kind == "tampered":
+        run = f", run {f.run_id}" if f.run_id else ""
+        return (
+            f"TAMPERED: incident {f.incident_id} (workflow {f.workflow_id}{run}): {f.reason}\n"
+            f"  {f.detail[:400]}"
+        )
     where = f"event {f.event_id}" if f.event_id is not None else "an unidentified event"
     return (
         f"NON-DETERMINISM in incident {f.incident_id} (workflow {f.workflow_id}, run {f.run_id}) "
         f"at {where}: {f.reason}\n  replayer said: {f.detail[:400]}"
     )
+
+
+def _verdict(case: CaseFile, ok: str, strong: str = "") -> str:
+    if any(f.kind == "tampered" for f in case.failures):
+        return f"{strong}TAMPERED{strong}: the export was altered after it was written (see below)"
+    return f"{strong}FAILED{strong}" if case.failures else ok
 
 
 def render_text(case: CaseFile) -> str:
@@ -50,7 +62,7 @@ def render_text(case: CaseFile) -> str:
         f"Workflow {case.workflow_id}, {len(case.runs)} run(s): "
         + "; ".join(f"{r.run_id} {r.status} ({r.events} events)" for r in case.runs),
         "Replay with today's code: "
-        + ("FAILED" if case.failures else "OK, every decision matches the recorded history"),
+        + _verdict(case, "OK, every decision matches the recorded history"),
         "",
         f"{'when (UTC)':<20} {'seq':>4}  {'what':<20} {'who':<20} {'step':<22} SLA",
     ]
@@ -76,7 +88,7 @@ def render_md(case: CaseFile) -> str:
         f"- Opened by {case.opened_by} as {case.severity_at_open}: {case.summary}",
         f"- Workflow `{case.workflow_id}`, runs: "
         + ", ".join(f"`{r.run_id}` ({r.status})" for r in case.runs),
-        f"- Replay with today's code: {'**FAILED**' if case.failures else 'OK'}",
+        f"- Replay with today's code: {_verdict(case, 'OK', strong='**')}",
         "",
         "| When (UTC) | Seq | What | Who | Step | SLA | Detail |",
         "|---|---|---|---|---|---|---|",

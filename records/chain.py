@@ -5,52 +5,73 @@ activity retries may deliver the same batch twice, so every write is keyed by (i
 replays are no-ops. Each row's hash covers its content, its position, the previous row of the same
 incident and the previous row of the whole log. Appends serialise on the single ``audit_head`` row (an
 UPDATE takes the write lock on SQLite and a row lock on PostgreSQL), so the chain never forks under
-concurrent workers.
+concurrent workers. Once a batch that wrote rows commits, a signed checkpoint of the new head is
+appended outside the database (``records/checkpoints.py``: what that protects against, and what not).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from records import checkpoints
 from records.projection import project
-from records.tables import GENESIS, AuditHead, AuditRow, iso, records_engine, utc
+from records.tables import (
+    GENESIS,
+    AuditHead,
+    AuditRow,
+    audit_log_id,
+    canonical,
+    iso,
+    records_engine,
+    utc,
+)
 from workflows.models import RecordBatch, TimelineEntry
 
 
 def row_digest(row: AuditRow) -> str:
     """SHA-256 over a row's content, position and both previous hashes (canonical JSON)."""
-    body = {
-        "id": row.id,
-        "incident_id": row.incident_id,
-        "seq": row.seq,
-        "at": iso(row.at),
-        "actor": row.actor,
-        "role": row.role,
-        "action": row.action,
-        "step": row.step,
-        "detail": row.detail,
-        "sla": row.sla,
-        "due_at": iso(row.due_at),
-        "data": row.data,
-        "workflow_id": row.workflow_id,
-        "run_id": row.run_id,
-        "playbook": row.playbook,
-        "playbook_hash": row.playbook_hash,
-        "prev_incident_hash": row.prev_incident_hash,
-        "prev_log_hash": row.prev_log_hash,
-    }
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical(_hashed(row)).encode()).hexdigest()
+
+
+def row_json(row: AuditRow) -> dict[str, Any]:
+    """A row as JSON (an export's ``audit.rows``): every hashed field and the hash."""
+    return {**_hashed(row), "row_hash": row.row_hash}
+
+
+def row_from_json(data: dict[str, Any]) -> AuditRow:
+    """The row ``row_json`` wrote; ValueError when ``data`` is not one."""
+    try:
+        values = {k: data[k] for k in (*_HASHED, "row_hash")}
+        for name in _TIMES:
+            values[name] = None if values[name] is None else datetime.fromisoformat(values[name])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"not an audit row ({err})") from None
+    return AuditRow(**values)
+
+
+_HASHED = (
+    "id", "incident_id", "seq", "at", "actor", "role", "action", "step", "detail", "sla",
+    "due_at", "data", "workflow_id", "run_id", "playbook", "playbook_hash",
+    "prev_incident_hash", "prev_log_hash",
+)  # fmt: skip
+_TIMES = ("at", "due_at")
+
+
+def _hashed(row: AuditRow) -> dict[str, Any]:
+    """Every hashed field, times in their one text form."""
+    return {k: iso(getattr(row, k)) if k in _TIMES else getattr(row, k) for k in _HASHED}
 
 
 def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
     """Append the batch's new entries to the chain and refresh the projection, in one transaction.
 
-    Returns how many entries were written and how many were already there (a redelivery).
+    Returns how many entries were written and how many were already there (a redelivery). After
+    a commit that wrote rows, the new head is checkpointed (one signed line appended to a file).
     """
     eng = records_engine(url)
     with Session(eng) as s:
@@ -67,7 +88,7 @@ def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
             ).all()
         )
         prev_incident = _incident_tip(s, batch.incident_id)
-        written = 0
+        written, last_seq = 0, -1
         for entry in sorted(batch.entries, key=lambda e: e.seq):
             if entry.seq in existing:
                 continue
@@ -75,11 +96,14 @@ def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
             s.add(row)
             head.last_id, head.last_hash, prev_incident = row.id, row.row_hash, row.row_hash
             existing.add(entry.seq)
-            written += 1
+            written, last_seq = written + 1, entry.seq
         s.add(head)
         if batch.snapshot is not None:
             project(s, batch, batch.snapshot)
+        tip = (audit_log_id(s), head.last_id, batch.incident_id, last_seq, head.last_hash)
         s.commit()
+    if written:
+        checkpoints.append_or_log(*tip)
     return {"written": written, "skipped": len(batch.entries) - written}
 
 
@@ -108,7 +132,7 @@ def _audit_row(
         detail=entry.detail,
         sla=entry.sla,
         due_at=utc(entry.due_at),
-        data=json.dumps(entry.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        data=canonical(entry.data),
         workflow_id=batch.workflow_id,
         run_id=batch.run_id,
         playbook=batch.playbook,

@@ -7,8 +7,10 @@ on first use.
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
-from typing import overload
+from typing import Any, overload
 
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlalchemy.engine import Engine
@@ -20,10 +22,12 @@ from settings import get_settings
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64  # the "previous hash" of the first row of a chain
+LOG_ID = "audit_log_id"  # records_meta key: this database's audit log, named in its checkpoints
 
 
 class RecordsMeta(SQLModel, table=True):
-    """Key/value facts about the database itself; ``schema_version`` is the one that matters."""
+    """Key/value facts about the database itself: ``schema_version``, and ``audit_log_id`` (random,
+    set once) which every signed checkpoint of this database's audit log names."""
 
     __tablename__ = "records_meta"
     key: str = Field(primary_key=True)
@@ -147,9 +151,13 @@ def records_engine(url: str | None = None) -> Engine:
 
 
 def _ensure_meta(eng: Engine) -> None:
-    """Record the schema version once, refuse a database written by a newer schema."""
+    """Record the schema version and the audit log's id once, refuse a newer schema."""
     with Session(eng) as s:
-        for row in (RecordsMeta(key="schema_version", value=str(SCHEMA_VERSION)), AuditHead()):
+        for row in (
+            RecordsMeta(key="schema_version", value=str(SCHEMA_VERSION)),
+            RecordsMeta(key=LOG_ID, value=uuid.uuid4().hex),
+            AuditHead(),
+        ):
             s.add(row)
             try:
                 s.commit()
@@ -161,6 +169,17 @@ def _ensure_meta(eng: Engine) -> None:
                 f"records schema version {stored.value} is newer than this code "
                 f"({SCHEMA_VERSION}); upgrade critical-response before writing"
             )
+
+
+def canonical(value: Any) -> str:
+    """The one JSON text of a value that is hashed, signed or stored (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def audit_log_id(s: Session) -> str:
+    """The id of this database's audit log ("" if someone deleted it: no checkpoint will match)."""
+    row = s.get(RecordsMeta, LOG_ID)
+    return "" if row is None else row.value
 
 
 @overload

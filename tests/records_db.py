@@ -32,10 +32,13 @@ def _fresh(url: str) -> None:
 
 @pytest.fixture
 def records_url(tmp_path, monkeypatch) -> Iterator[str]:
-    """Point settings at an empty records database for this test."""
+    """Point settings at an empty records database for this test, with its own audit key and
+    checkpoint file (a checkpoint file belongs to one database's log)."""
     url = PG_URL or f"sqlite:///{tmp_path / 'records.db'}"
     _fresh(url)
     monkeypatch.setenv("CR_DATABASE_URL", url)
+    monkeypatch.setenv("CR_AUDIT_KEY_FILE", str(tmp_path / "audit-key.json"))
+    monkeypatch.setenv("CR_AUDIT_CHECKPOINT_FILE", str(tmp_path / "audit-checkpoints.jsonl"))
     get_settings.cache_clear()
     db.reset_engines()
     tables._ready.clear()

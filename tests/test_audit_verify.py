@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from audit.cli import audit_app
 from audit.verify import verify
 from records.chain import row_digest, write_batch
+from records.checkpoints import checkpoint_file
 from records.tables import AuditRow, records_engine
 from tests.records_db import batch, entry, records_url, state
 
@@ -71,6 +72,9 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link():
         row.row_hash = row_digest(row)
         s.add(row)
         s.commit()
+    broken = verify().broken  # the row's own checkpoint names it (tests/test_audit_tamper.py)
+    assert broken is not None and broken.row_id == 4 and broken.reason.startswith("rewritten")
+    checkpoint_file().unlink()  # without checkpoints, the chain alone still names the next link
     broken = verify().broken
     assert broken is not None and broken.row_id == 5
     assert broken.reason == "does not follow row 4 of the log (that row was rewritten or moved)"
@@ -85,7 +89,11 @@ def test_a_deleted_row_is_named():
     assert broken is not None and (broken.row_id, broken.incident_id) == (4, "a")
     assert broken.reason == "row 3 before it is missing (deleted)"
     assert runner.invoke(audit_app, ["verify"]).exit_code == 1
-    incident_break = verify("b").broken  # b lost its first row: its next row no longer links
+    incident_break = verify("b").broken  # b lost its first row, which its checkpoint names
+    assert incident_break is not None and (incident_break.row_id, incident_break.seq) == (3, 0)
+    assert incident_break.reason == "signed at checkpoint line 2 but gone (deleted or moved)"
+    checkpoint_file().unlink()  # without checkpoints: b's next row no longer links
+    incident_break = verify("b").broken
     assert incident_break is not None and incident_break.row_id == 5
     assert "previous row of its incident" in incident_break.reason
 
