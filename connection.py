@@ -2,25 +2,68 @@
 
 ``connect`` reads address, namespace, TLS/mTLS or API key from settings. ``DATA_CONVERTER`` is the
 one data converter of the project (pydantic models on both sides of every workflow input, Update and
-query): every client, worker, replayer and history decoder takes it from here, so a payload codec
-added later reaches all of them at once. ``exit_process`` is the one way a short-lived process that
-used a Temporal client ends.
+query; ``data_converter`` builds it): every client, worker, replayer and history decoder takes it
+from here. It seals every payload (``encryption/``: AES-256-GCM, an incident's payloads under its
+own data key) and moves failure messages and stack traces into a sealed payload too, unless
+``CR_PAYLOAD_ENCRYPTION=false``. Readers of raw history (``fetch_history``) undo the codec with
+``decode_payloads`` and ``failure_message``. ``exit_process`` is the one way a short-lived process
+that used a Temporal client ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
+from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import TLSConfig
 
+from encryption.codec import EncryptionCodec, Keys
 from settings import Settings, get_settings
 
-DATA_CONVERTER: DataConverter = pydantic_data_converter
+
+def data_converter(settings: Settings | None = None, keys: Keys | None = None) -> DataConverter:
+    """Pydantic payloads, sealed by the encryption codec (keys as the settings say, read at first
+    use; or ``keys``), failures' messages sealed with them; plain pydantic when encryption is off."""
+    settings = settings or get_settings()
+    if not settings.payload_encryption:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keys or Keys.from_settings()),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+DATA_CONVERTER: DataConverter = data_converter()
+
+
+def decode_payloads(payloads: Sequence[Payload]) -> list[Payload]:
+    """``payloads`` from raw history with the codec undone (plain ones pass through)."""
+    codec = DATA_CONVERTER.payload_codec
+    if isinstance(codec, EncryptionCodec):
+        return codec.decode_sync(payloads)
+    return list(payloads)
+
+
+def failure_message(failure: Failure) -> str:
+    """A raw history failure's message, opened if it was sealed in its encoded attributes."""
+    if not failure.HasField("encoded_attributes"):
+        return failure.message
+    try:
+        [opened] = decode_payloads([failure.encoded_attributes])
+        attributes = DATA_CONVERTER.payload_converter.from_payloads([opened])[0]
+    except Exception as err:  # noqa: BLE001 - say why the message cannot be shown, never crash
+        return f"{failure.message} (sealed; cannot be opened here: {err})"
+    message = attributes.get("message") if isinstance(attributes, dict) else None
+    return message if isinstance(message, str) else failure.message
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:

@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = None
     audit_checkpoint_file: Path | None = None
 
+    # --- Payload encryption (encryption/) ------------------------------------------------------
+    # Every payload Temporal stores is sealed with AES-256-GCM (false: no codec at all; payloads
+    # sealed before cannot be read while it is off: for the benchmark's comparison).
+    payload_encryption: bool = True
+    # The master keys, newest last: "id:base64-key,id:base64-key" or the JSON of master-keys.json.
+    # Unset: <data_dir>/master-keys.json, created (mode 0600, one key) on first use. In production
+    # give every process the same value (`python -m encryption.master` prints one).
+    master_keys: SecretStr | None = None
+    # Where the per-workflow data keys live (wrapped by a master key); unset: the records database.
+    keystore_url: str | None = None
+
     # --- Integrations (base URLs point at the sandbox emulators unless configured) ------------
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8787
@@ -176,6 +187,10 @@ class Settings(BaseSettings):
         return (
             self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
         ).expanduser()
+
+    @property
+    def effective_keystore_url(self) -> str:
+        return self.keystore_url or self.effective_database_url
 
     @property
     def effective_sandbox_state_file(self) -> Path | None:

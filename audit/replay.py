@@ -22,7 +22,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from connection import DATA_CONVERTER
+from connection import DATA_CONVERTER, decode_payloads
 from records.archive import close_status, decode_start, history_sha256
 from workflows.models import RecordBatch, TimelineEntry
 
@@ -288,7 +288,7 @@ async def replay(items: list[Loaded], workflows: list[type] | None = None) -> li
 
 
 def _decode(payloads: Any) -> list[Any]:
-    return _CONVERTER.from_payloads(list(payloads)) if payloads else []
+    return _CONVERTER.from_payloads(decode_payloads(payloads)) if payloads else []
 
 
 def _message(event: HistoryEvent) -> Message | None:
@@ -312,7 +312,7 @@ def _batch(event: HistoryEvent) -> RecordBatch | None:
     attrs = event.activity_task_scheduled_event_attributes
     if attrs.activity_type.name != "records.append":
         return None
-    return _CONVERTER.from_payloads(list(attrs.input.payloads), [RecordBatch])[0]
+    return _CONVERTER.from_payloads(decode_payloads(attrs.input.payloads), [RecordBatch])[0]
 
 
 def _run_info(history: WorkflowHistory) -> RunInfo:

@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCa
 from temporalio.client import WorkflowHistory
 
 from audit.replay import load_document, replay
+from connection import failure_message
 from playbooks.schema import ActionStep, Playbook
 from records.archive import archived_runs
 from workflows.models import TimelineEntry
@@ -88,7 +89,7 @@ def check_task_failures(ev: Evidence) -> Check:
             cause = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix(
                 "WORKFLOW_TASK_FAILED_CAUSE_"
             )
-            message = " ".join(attrs.failure.message.split())[:200]
+            message = " ".join(failure_message(attrs.failure).split())[:200]
             lines.append(f"{iid}: {len(failed)} failed workflow task(s), first at event "
                          f"{failed[0].event_id} ({cause}): {message}")  # fmt: skip
     return Check("no workflow task failed", f"{len(ev.histories) - len(lines)} clean", lines)

@@ -27,6 +27,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError as NoUpdateAnswer
 from temporalio.service import RPCError, RPCStatusCode
 
+from connection import failure_message
 from incidents import actions
 from settings import get_settings
 from terminal import ActorOpt, CliError, JsonOpt, default_actor, emit, out, run_with_client
@@ -199,7 +200,7 @@ def _failure_reason(failure: HistoryEvent | None, attempts: int) -> tuple[str, s
         return "timed_out", f"workflow task timed out ({kind.lower()}): no worker finished it"
     attrs = failure.workflow_task_failed_event_attributes
     cause = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
-    message = _first_line(attrs.failure.message) or "(no message)"
+    message = _first_line(failure_message(attrs.failure)) or "(no message)"
     kind = attrs.failure.application_failure_info.type
     if kind and not message.startswith(kind):
         message = f"{kind}: {message}"

@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from connection import DATA_CONVERTER
+from connection import DATA_CONVERTER, decode_payloads
 from records.tables import ArchivedRun, records_engine
 from workflows.archive import ArchiveRequest, ArchiveResult
 from workflows.models import IncidentInput
@@ -71,7 +71,7 @@ def decode_start(event: HistoryEvent) -> IncidentInput | None:
         return None
     try:
         values = DATA_CONVERTER.payload_converter.from_payloads(
-            list(attrs.input.payloads), [IncidentInput]
+            decode_payloads(attrs.input.payloads), [IncidentInput]
         )
     except Exception:  # noqa: BLE001 - a foreign start input simply has no playbook to show
         return None

@@ -37,6 +37,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from connection import failure_message
 from records.chain import write_batch
 from records.tables import AuditRow, IncidentRecord, SlaOutcome, records_engine, utc
 from workflows.models import RecordBatch, TimelineEntry
@@ -212,7 +213,7 @@ async def _who_and_why(
         return terminated.identity or SYSTEM_ACTOR, terminated.reason or None
     if close.HasField("workflow_execution_failed_event_attributes"):
         failure = close.workflow_execution_failed_event_attributes.failure
-        return SYSTEM_ACTOR, failure.message or None
+        return SYSTEM_ACTOR, failure_message(failure) or None
     return SYSTEM_ACTOR, None
 
 

@@ -30,6 +30,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The recordings are fixtures committed to the repository: they must replay anywhere, with no key,
+# so they are recorded unsealed (the codec lets unsealed payloads through; tests/test_codec.py
+# shows sealed histories replay as well where their keys are).
+os.environ["CR_PAYLOAD_ENCRYPTION"] = "false"
 
 from temporalio import activity  # noqa: E402
 from temporalio.client import WorkflowHandle  # noqa: E402

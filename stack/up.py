@@ -3,6 +3,8 @@
 The Temporal dev server (``stack/devserver.py``), the sandbox emulators (unless real vendors are
 configured), the case-intake webhook and the workers; it prints the addresses and stops everything on
 Ctrl-C. If a Temporal server already answers at the configured address, that one is used instead.
+Payloads are sealed from the first run on: the master key file is made in the data directory before
+anything talks to Temporal (``encryption/``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import logs
 from api.app import build_server as build_api_server
 from connection import connect, exit_process
+from encryption import master
 from intake.app import build_server
 from playbooks.operations import salesforce_queue
 from sandbox.server import SandboxServer
@@ -58,7 +61,17 @@ def run_stack(settings: Settings) -> None:
     exit_process(code)
 
 
+def payload_keys(settings: Settings) -> str:
+    """Make (first run) or check the master keys now, so a bad key list stops the stack at once;
+    the line that says where they are."""
+    if not settings.payload_encryption:
+        return "not encrypted (CR_PAYLOAD_ENCRYPTION=false)"
+    ring = master.load(settings)
+    return f"sealed (AES-256-GCM), master keys in {ring.path or 'CR_MASTER_KEYS'}"
+
+
 async def _serve(settings: Settings, *, embedded: bool) -> None:
+    keys = await asyncio.to_thread(payload_keys, settings)
     client = await wait_for_client(lambda: connect(settings))
     await ensure_search_attributes(client)
     sandbox = None
@@ -82,7 +95,9 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
         if (intake.started and api.started) or intake_task.done() or api_task.done():
             break
         await asyncio.sleep(0.1)
-    _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None, token=admin_token)
+    _print_addresses(
+        settings, embedded=embedded, sandbox=sandbox is not None, token=admin_token, keys=keys
+    )
     try:
         await stop.wait()
     finally:
@@ -93,7 +108,7 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
 
 
 def _print_addresses(
-    settings: Settings, *, embedded: bool, sandbox: bool, token: Path | None
+    settings: Settings, *, embedded: bool, sandbox: bool, token: Path | None, keys: str
 ) -> None:
     lines = [
         f"Temporal      {settings.temporal_address} namespace {settings.temporal_namespace}"
@@ -104,6 +119,7 @@ def _print_addresses(
         f"              a token for {local_person()} (admin) is in {token}" if token else "",
         f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
         f"Worker        task queues {settings.task_queue}, {salesforce_queue(settings.task_queue)}",
+        f"Payloads      {keys}",
         "Ready. From another terminal: .venv/bin/incident open --playbook physical-safety ...",
         "Ctrl-C stops everything.",
     ]

@@ -25,6 +25,11 @@ from temporalio.testing import WorkflowEnvironment
 # Every test session works in a data directory of its own: nothing a test writes (records
 # database, sandbox state, keys) lands in the checkout's .data/. Set before any settings are read.
 os.environ.setdefault("CR_DATA_DIR", tempfile.mkdtemp(prefix="cr-test-data-"))
+# Payload data keys stay in one database for the whole session, whichever records database a test
+# points CR_DATABASE_URL at (the codec opens its keystore once per process, at first use).
+os.environ.setdefault(
+    "CR_KEYSTORE_URL", f"sqlite:///{os.path.join(os.environ['CR_DATA_DIR'], 'keystore.db')}"
+)
 
 from connection import DATA_CONVERTER  # noqa: E402
 from stack.devserver import (  # noqa: E402

@@ -235,6 +235,27 @@ def test_commander_and_legal_drive_an_incident_through_the_cli(stack: Stack) -> 
     assert len(cases) == 1
 
 
+def test_personal_data_never_reaches_the_dev_servers_database(stack: Stack) -> None:
+    """Payloads are sealed before they leave our processes (issue 10): the dev server's SQLite
+    files never hold the phone number an incident was opened with, while every command still
+    reads it back. The first run made the master key file, mode 0600."""
+    env, canary = stack.env, "+15550107373"
+    incident = f"E2E-{uuid.uuid4().hex[:6]}"
+    cli_json(env, "open", "--playbook", "preservation", "--id", incident,
+             "--summary", f"Officer asks for a call back on {canary}",
+             "--field", f"requester_agency=County DA, desk {canary}",
+             "--field", "account_id=cust-7", "--field", "requester_email=da@county.gov")  # fmt: skip
+    cli_json(env, "note", incident, f"Called {canary}, no answer")
+    st = status(env, incident)
+    assert canary in st["summary"] and canary in st["fields"]["requester_agency"]
+    assert any(canary in (e.get("detail") or "") for e in cli_json(env, "timeline", incident))
+    data_dir = Path(env["CR_DATA_DIR"])
+    stored = sorted(data_dir.glob("temporal.db*"))
+    assert stored and not [p.name for p in stored if canary.encode() in p.read_bytes()]
+    assert oct((data_dir / "master-keys.json").stat().st_mode & 0o777) == "0o600"
+    assert "Payloads      sealed (AES-256-GCM)" in stack.log.read_text()
+
+
 def test_approval_refusals_are_clear_and_recorded(stack: Stack) -> None:
     env = stack.env
     kim, lee = signed_in(env, "kim", "comms"), signed_in(env, "lee.lers", "lers", "legal")

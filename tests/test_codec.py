@@ -1,0 +1,287 @@
+"""Payload encryption (issue 10): the codec seals every payload with AES-256-GCM under the data
+key of its workflow, master keys rotate, one incident's key can be destroyed without touching
+another's, plaintext from before passes through, tampering is caught, failure messages are sealed
+too, and an incident opened with personal data leaves none of it in Temporal's history.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import History
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DataConverter,
+    WorkflowSerializationContext,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from connection import DATA_CONVERTER, data_converter, decode_payloads, failure_message
+from encryption import master
+from encryption.codec import EncryptionCodec, Keys, PayloadCryptoError, is_sealed
+from encryption.keystore import DataKeyDestroyed, DataKeyRow, KeyStore
+from settings import Settings
+from tests.codec_workflows import FAILING_ACTIVITY, FailingStepWorkflow
+from tests.engine_support import has, incident_input, playbook, wait_for_timeline
+from workflows.incident import IncidentWorkflow
+from workflows.models import IncidentInput
+from workflows.names import workflow_id_for
+
+CANARY = "+15550104242"  # a phone number that must never be readable in Temporal's storage
+
+
+def keys_in(tmp_path: Path, ring: master.MasterKeys | None = None, **kw) -> Keys:
+    ring = ring or master.load_or_create(tmp_path)
+    return Keys.of(ring, KeyStore(ring, f"sqlite:///{tmp_path / 'keystore.db'}", **kw))
+
+
+def for_workflow(converter: DataConverter, workflow_id: str | None) -> DataConverter:
+    if workflow_id is None:
+        return converter
+    return converter.with_context(WorkflowSerializationContext("default", workflow_id))
+
+
+async def seal(converter: DataConverter, value: object, workflow_id: str | None = None) -> Payload:
+    [payload] = await for_workflow(converter, workflow_id).encode([value])
+    return payload
+
+
+def meta(payload: Payload) -> dict[str, str]:
+    return {k: v.decode() for k, v in payload.metadata.items()}
+
+
+# --- the codec on its own -------------------------------------------------------------------
+
+
+async def test_a_payload_round_trips_sealed_under_its_workflows_data_key(tmp_path):
+    dc = data_converter(keys=keys_in(tmp_path))
+    payload = await seal(dc, {"phone": CANARY}, "incident-A")
+    assert meta(payload) | {"encryption-key-id": "?"} == {
+        "encoding": "binary/encrypted",
+        "encryption-cipher": "AES-256-GCM",
+        "encryption-data-key": "workflow:incident-A",
+        "encryption-key-id": "?",
+    }
+    assert meta(payload)["encryption-key-id"].startswith("dk-")
+    assert CANARY.encode() not in payload.SerializeToString()
+    assert await dc.decode([payload]) == [{"phone": CANARY}]  # no context needed to open
+    # Activities of the workflow seal under the same key.
+    context = ActivitySerializationContext("default", "1", "a", "q", "incident-A", "W", False)
+    [by_activity] = await dc.with_context(context).encode(["x"])
+    assert by_activity.metadata["encryption-key-id"] == payload.metadata["encryption-key-id"]
+
+
+async def test_a_payload_of_no_workflow_is_sealed_under_the_newest_master_key(tmp_path):
+    ring = master.load_or_create(tmp_path)
+    dc = data_converter(keys=keys_in(tmp_path, ring))
+    payload = await seal(dc, CANARY)
+    assert meta(payload)["encryption-data-key"] == "global"
+    assert meta(payload)["encryption-key-id"] == ring.current.key_id
+    assert await dc.decode([payload]) == [CANARY]
+
+
+async def test_rotation_old_payloads_open_and_new_ones_use_the_newest_key(tmp_path):
+    ring = master.load_or_create(tmp_path)
+    store = KeyStore(ring, f"sqlite:///{tmp_path / 'keystore.db'}")
+    dc = data_converter(keys=Keys.of(ring, store))
+    first = ring.current.key_id
+    old_global = await seal(dc, "before")
+    old_incident = await seal(dc, "before", "incident-old")
+
+    # Another process loaded the ring before the rotation; it learns the new key from the file.
+    other_ring = master.load_or_create(tmp_path)
+    other = data_converter(keys=keys_in(tmp_path, other_ring))
+    newest = ring.rotate()
+    assert newest != first and [k.key_id for k in ring.keys] == [first, newest]
+
+    new_global = await seal(dc, "after")
+    assert meta(new_global)["encryption-key-id"] == newest
+    await seal(dc, "after", "incident-new")
+    assert await dc.decode([old_global, old_incident, new_global]) == ["before"] * 2 + ["after"]
+    assert await other.decode([new_global, old_global]) == ["after", "before"]
+
+    # The new incident's data key is wrapped by the newest key; rewrap moves the old one too.
+    def wrapping() -> dict[str, str]:
+        with Session(store.engine()) as s:
+            return {r.scope: r.master_key_id for r in s.exec(select(DataKeyRow)).all()}
+
+    assert wrapping() == {"incident-old": first, "incident-new": newest}
+    assert store.rewrap() == 1
+    assert wrapping() == {"incident-old": newest, "incident-new": newest}
+    fresh = data_converter(keys=keys_in(tmp_path, master.load_or_create(tmp_path)))
+    assert await fresh.decode([old_incident]) == ["before"]
+
+
+async def test_each_incident_has_its_own_data_key(tmp_path):
+    dc = data_converter(keys=keys_in(tmp_path))
+    a = await seal(dc, CANARY, "incident-A")
+    b = await seal(dc, CANARY, "incident-B")
+    assert meta(a)["encryption-key-id"] != meta(b)["encryption-key-id"]
+    assert a.data != b.data
+    # A's ciphertext relabelled as B's does not open (the label is authenticated, the key differs).
+    moved = Payload()
+    moved.CopyFrom(a)
+    moved.metadata["encryption-data-key"] = b.metadata["encryption-data-key"]
+    moved.metadata["encryption-key-id"] = b.metadata["encryption-key-id"]
+    with pytest.raises(PayloadCryptoError, match="does not open"):
+        await dc.decode([moved])
+
+
+async def test_a_destroyed_data_key_shreds_that_incident_and_no_other(tmp_path):
+    keys = keys_in(tmp_path)
+    dc = data_converter(keys=keys)
+    a = await seal(dc, CANARY, "incident-A")
+    b = await seal(dc, "bystander", "incident-B")
+    other_process = data_converter(keys=keys_in(tmp_path, cache_seconds=0))
+    assert await other_process.decode([a]) == [CANARY]
+
+    _, store = keys.get()
+    assert store.destroy("incident-A") is True
+    assert store.destroy("incident-A") is False  # already a tombstone
+    for converter in (dc, other_process):
+        with pytest.raises(DataKeyDestroyed, match="incident-A was destroyed"):
+            await converter.decode([a])
+        assert await converter.decode([b]) == ["bystander"]
+    with pytest.raises(DataKeyDestroyed):  # and it never gets a new key
+        await seal(dc, "more", "incident-A")
+    assert store.scopes("incident-") == ["incident-B"]
+    assert store.scopes("incident-", destroyed=True) == ["incident-A"]
+
+
+async def test_plaintext_payloads_pass_through_unchanged(tmp_path):
+    dc = data_converter(keys=keys_in(tmp_path))
+    plain = await pydantic_data_converter.encode([{"summary": CANARY}, 7])
+    assert not any(is_sealed(p) for p in plain)
+    assert await dc.decode(plain) == [{"summary": CANARY}, 7]
+    assert decode_payloads(plain) == plain
+
+
+async def test_tampered_ciphertext_fails_with_a_clear_error(tmp_path):
+    dc = data_converter(keys=keys_in(tmp_path))
+    for workflow_id in ("incident-A", None):
+        payload = await seal(dc, CANARY, workflow_id)
+        payload.data = payload.data[:-1] + bytes([payload.data[-1] ^ 1])
+        with pytest.raises(PayloadCryptoError, match="altered") as caught:
+            await dc.decode([payload])
+        assert CANARY not in str(caught.value)
+    truncated = await seal(dc, CANARY, "incident-A")
+    truncated.data = truncated.data[:10]
+    with pytest.raises(PayloadCryptoError, match="altered"):
+        await dc.decode([truncated])
+
+
+# --- keys: the file, configuration, switching off -------------------------------------------
+
+
+def test_the_key_file_is_made_0600_on_first_use_and_then_kept(tmp_path):
+    ring = master.load_or_create(tmp_path / "data")
+    path = tmp_path / "data" / master.KEY_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = master.load_or_create(tmp_path / "data")
+    assert [k.key_id for k in again.keys] == [k.key_id for k in ring.keys]
+    assert len(ring.current.secret) == 32
+
+
+def test_production_keys_come_from_configuration(tmp_path, capsys):
+    value = master.config_value([master.MasterKey.generate(), master.MasterKey.generate()])
+    settings = Settings(data_dir=tmp_path, master_keys=value)
+    ring = master.load(settings)
+    newest_id = value.split(",")[-1].split(":")[0]
+    assert ring.path is None and len(ring.keys) == 2 and ring.current.key_id == newest_id
+    assert not (tmp_path / master.KEY_FILE).exists()  # configured keys never make a file
+    with pytest.raises(master.MasterKeyError, match="CR_MASTER_KEYS"):
+        ring.rotate()
+    assert master.main([value]) == 0  # a rotation: the same keys and a new one at the end
+    rotated = master.parse(capsys.readouterr().out)
+    assert [k.key_id for k in rotated[:2]] == [k.key_id for k in ring.keys]
+    for bad, why in (("k1:bm9wZQ==", "4 bytes"), ("k1", "not a master key list"),
+                     ("k1:!!", "not base64"), ("", "empty")):  # fmt: skip
+        with pytest.raises(master.MasterKeyError, match=why):
+            master.parse(bad)
+
+
+def test_encryption_can_be_switched_off_for_comparison(tmp_path):
+    assert data_converter(Settings(payload_encryption=False)) is pydantic_data_converter
+    assert isinstance(DATA_CONVERTER.payload_codec, EncryptionCodec)  # on by default
+
+
+# --- against the dev server ------------------------------------------------------------------
+
+
+def _raw(history) -> bytes:
+    return History(events=history.events).SerializeToString()
+
+
+async def test_a_failure_message_never_reaches_history_in_clear(dev_env):
+    @activity.defn(name=FAILING_ACTIVITY)
+    async def fail(contact: str) -> str:
+        raise ApplicationError(f"could not text {contact}", non_retryable=True)
+
+    queue = f"codec-{uuid.uuid4().hex[:8]}"
+    client = dev_env.client
+    async with Worker(client, task_queue=queue, workflows=[FailingStepWorkflow], activities=[fail]):
+        handle = await client.start_workflow(
+            FailingStepWorkflow.run, CANARY, id=f"codec-{uuid.uuid4().hex[:8]}",
+            task_queue=queue, execution_timeout=timedelta(seconds=30),
+        )  # fmt: skip
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert str(caught.value.cause) == f"the step failed: could not text {CANARY}"
+    history = await handle.fetch_history()
+    assert CANARY.encode() not in _raw(history)
+    failures = [
+        e.workflow_execution_failed_event_attributes.failure
+        for e in history.events
+        if e.HasField("workflow_execution_failed_event_attributes")
+    ]
+    assert [f.message for f in failures] == ["Encoded failure"]
+    assert failure_message(failures[0]) == f"the step failed: could not text {CANARY}"
+
+
+async def test_an_incident_with_personal_data_leaves_none_in_raw_history(h):
+    from audit.replay import Loaded, rebuild, replay
+    from records.archive import decode_start
+
+    steps = [
+        {"id": "text", "kind": "action", "activity": "notify.sms",
+         "args": {"to": "{{ contact_phone }}", "body": "about: {{ summary }}"}},
+    ]  # fmt: skip
+    inp: IncidentInput = incident_input(
+        playbook(steps), summary=f"caller at {CANARY} threatens harm",
+        fields={"contact_phone": CANARY},
+    )  # fmt: skip
+    handle = await h.open(inp)
+    await wait_for_timeline(handle, has("playbook_complete"))
+    (sms,) = h.stand_ins.named("notify.sms")
+    assert sms["args"]["to"] == CANARY  # the activity saw the number, opened
+    status = await handle.query(IncidentWorkflow.status)
+    assert CANARY in status.summary and status.fields["contact_phone"] == CANARY
+    await h.close(handle)
+
+    history = await h.client.get_workflow_handle(workflow_id_for(inp.incident_id)).fetch_history()
+    raw = _raw(history)
+    assert raw and CANARY.encode() not in raw
+    assert (
+        b"binary/encrypted" in raw
+        and b"workflow:" + workflow_id_for(inp.incident_id).encode() in raw
+    )
+    described = await h.client.get_workflow_handle(workflow_id_for(inp.incident_id)).describe()
+    assert CANARY.encode() not in described.raw_description.SerializeToString()
+
+    # The auditors' tools open it: the start input, the timeline, and a replay with today's code.
+    start = decode_start(history.events[0])
+    assert start is not None and start.fields == {"contact_phone": CANARY}
+    case = rebuild(inp.incident_id, [history])
+    assert case.summary == inp.summary and case.timeline[0].kind == "opened"
+    assert await replay([Loaded(inp.incident_id, history, "dev server")]) == []
