@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # --- Embedded stack (`make run`) ----------------------------------------------------------
     data_dir: Path = PROJECT_ROOT / ".data"
     ui_port: int = 8233
+    # Origins of the Web UI the codec server answers (unset: the embedded UI on loopback).
+    ui_origins: list[str] = Field(default_factory=list)
     retention_days: int = 3650
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"
     cli_timeout_seconds: float = 30.0

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from api import account, errors, records_routes
+from api import account, codec_routes, errors, records_routes
 from api.authz import Caller
 from api.routes import router
 from connection import connect
@@ -43,12 +43,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.keys = load_or_create(settings.data_dir)
+    app.state.codec_keys = codec_routes.codec_keys()
     if client is not None:
         app.state.client = client
     app.state.authenticate = authenticate or _roster_tokens()
     errors.install(app)
     app.include_router(router)
     app.include_router(account.router)
+    app.include_router(codec_routes.router)
     app.include_router(records_routes.router)
     return app
 

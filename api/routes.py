@@ -97,8 +97,12 @@ def _event_role(request: Request, who: authz.Caller, playbook: str, body: EventB
     return fits[0] if fits else _role(who, "event", None)
 
 
-async def _playbook_searched(request: Request, incident_id: str) -> str | None:
-    """The playbook the incident's workflow names in its search attributes (None: unknown)."""
+async def playbook_of(request: Request, incident_id: str) -> str | None:
+    """The incident's playbook: from the records, else from its workflow's search attributes
+    (None: unknown), for deciding who may see an incident without reading its payloads."""
+    url = request.app.state.settings.effective_database_url
+    if recorded := await asyncio.to_thread(recorded_playbook, incident_id, url):
+        return recorded
     try:
         described = await actions.handle(client_of(request), incident_id).describe()
     except RPCError:
@@ -254,9 +258,7 @@ async def event(incident_id: str, body: EventBody, request: Request, who: Caller
 async def reopen(incident_id: str, body: ReopenBody, request: Request, who: Caller) -> Any:
     authz.check(who, "reopen")
     settings = request.app.state.settings
-    playbook = await asyncio.to_thread(
-        recorded_playbook, incident_id, settings.effective_database_url
-    ) or await _playbook_searched(request, incident_id)
+    playbook = await playbook_of(request, incident_id)
     if playbook is not None and not authz.may_see(who, playbook):
         raise NotVisible(f"no incident {incident_id}")
     result = await reopen_incident(

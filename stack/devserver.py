@@ -109,6 +109,9 @@ def dev_server_command(settings: Settings) -> list[str]:
         str(port),
         "--ui-port",
         str(settings.ui_port),
+        # The UI asks the API's codec server to open payloads (for signed-in readers only).
+        "--ui-codec-endpoint",
+        f"{settings.effective_api_url}/codec",
         "--namespace",
         settings.temporal_namespace,
         "--db-filename",
