@@ -255,6 +255,35 @@ def test_personal_data_never_reaches_the_dev_servers_database(stack: Stack) -> N
     assert oct((data_dir / "master-keys.json").stat().st_mode & 0o777) == "0o600"
     assert "Payloads      sealed (AES-256-GCM)" in stack.log.read_text()
 
+    # `temporal` itself shows ciphertext, and plaintext only through the API's codec server for
+    # a signed-in reader.
+    from stack.devserver import temporal_binary
+
+    def show(*codec: str, refused: bool = False) -> str:
+        """The history as `temporal workflow show` prints it, payload data base64-decoded."""
+        import base64
+        import re
+
+        proc = subprocess.run(
+            [str(temporal_binary()), "workflow", "show", "--address", env["CR_TEMPORAL_ADDRESS"],
+             "-w", f"incident-{incident}", "--output", "json", *codec],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if refused:  # the codec server said 401: the CLI shows nothing
+            assert proc.returncode != 0 and "{" not in proc.stdout
+            return proc.stdout
+        assert proc.stdout.startswith("{"), proc.stderr
+        data = re.findall(r'"data": "([A-Za-z0-9+/=]*)"', proc.stdout)
+        return "".join(base64.b64decode(d).decode(errors="replace") for d in data)
+
+    codec = ["--codec-endpoint", f"http://127.0.0.1:{env['CR_API_PORT']}/codec"]
+    assert canary not in show()
+    token = (data_dir / "local-admin.token").read_text().strip()
+    assert canary in show(*codec, "--codec-auth", f"Bearer {token}")
+    reader = signed_in(env, "sam.sec", "sec")  # any reading role, by their own token
+    show(*codec, "--codec-auth", "Bearer crt_not-a-token", refused=True)
+    assert canary in show(*codec, "--codec-auth", f"Bearer {reader['CR_API_TOKEN']}")
+
 
 def test_approval_refusals_are_clear_and_recorded(stack: Stack) -> None:
     env = stack.env
