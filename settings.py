@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     business_end: str = "17:00"
 
     # --- Records --------------------------------------------------------------------------------
-    database_url: str | None = None
+    database_url: SecretStr | None = None  # a PostgreSQL URL carries its password
     # The audit log's Ed25519 signing key (mode 0600; unset: <data_dir>/audit-key.json) and the
     # append-only file of signed checkpoints of its head (unset: <data_dir>/audit-checkpoints.jsonl).
     # In production both belong where the database's writers cannot rewrite them: the key readable
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     salesforce_client_id: str = "sandbox-client"
     salesforce_client_secret: SecretStr = SecretStr("sandbox-secret")
     pagerduty_url: str | None = None
-    slack_webhook_url: str | None = None
+    slack_webhook_url: SecretStr | None = None  # the URL is the credential (it embeds a token)
     default_slack_channel: str = "#tns-critical-response"
     # Salesforce auth: "client_credentials" (My Domain host only) or "jwt" (RS256 bearer assertion).
     salesforce_auth_flow: str = "client_credentials"
@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     salesforce_limit_retry_seconds: float = 3600.0
     sandbox_salesforce_daily_limit: int = 15000
     pagerduty_routing_key: SecretStr = SecretStr("sandbox0routing0key0000000000000")
-    pagerduty_routing_keys: dict[str, str] = Field(default_factory=dict)  # policy -> key
+    pagerduty_routing_keys: dict[str, SecretStr] = Field(default_factory=dict)  # policy -> key
     pagerduty_retry_delay_seconds: float = 30.0  # PagerDuty documents ~30 s between retries
     slack_api_url: str | None = None
     slack_bot_token: SecretStr | None = None  # set: chat.postMessage; unset: incoming webhook
@@ -132,7 +132,9 @@ class Settings(BaseSettings):
     api_url: str | None = None
     # Where `incident login` keeps the token (mode 0600); unset: $XDG_CONFIG_HOME or ~/.config.
     config_dir: Path | None = None
-    intake_webhook_secret: SecretStr | None = None  # "whsec_..."; sandbox mode has a dev default
+    # "whsec_..."; required with real endpoints. Unset in sandbox mode: the install's own,
+    # generated once into <data_dir>/intake-webhook-secret, 0600 (intake/secret.py).
+    intake_webhook_secret: SecretStr | None = None
     intake_rules_file: Path | None = None
 
     @property
@@ -146,7 +148,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_slack_webhook_url(self) -> str:
-        return self.slack_webhook_url or f"{self.sandbox_url}/slack/services/T0000/B0000/sandbox"
+        if self.slack_webhook_url is not None:
+            return self.slack_webhook_url.get_secret_value()
+        return f"{self.sandbox_url}/slack/services/T0000/B0000/sandbox"
 
     @property
     def effective_slack_api_url(self) -> str:
@@ -178,7 +182,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'critical-response.db'}"
+        if self.database_url is not None and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'critical-response.db'}"
 
     @property
     def effective_audit_key_file(self) -> Path:

@@ -19,6 +19,7 @@ from audit.cli import audit_app
 from client.cli import incidents_app
 from client.session import session_app
 from connection import exit_process
+from datadir import private_umask
 from incidents.doctor import doctor_app
 from incidents.service import InvalidRequest
 from playbooks.cli import playbooks_app
@@ -49,7 +50,9 @@ app.add_typer(stack_app)
 
 
 def main() -> None:
-    """Entry point: run the command, print one-line errors, exit without the SDK teardown."""
+    """Entry point: run the command, print one-line errors, exit without the SDK teardown.
+    Whatever a command writes (the records database, keys, an export) is private: umask 077."""
+    private_umask()
     exit_process(run(sys.argv[1:]))
 
 

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 import logs
 from activities import notify, on_call, records, salesforce
 from connection import connect, exit_process
+from datadir import private_umask, secure_dir
 from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.daily_report import DailyReportWorkflow
@@ -76,9 +77,13 @@ async def run_workers(
 
 
 def main() -> None:
-    """`python -m worker`: run until SIGINT/SIGTERM, then exit without the SDK's teardown abort."""
+    """`python -m worker`: run until SIGINT/SIGTERM, then exit without the SDK's teardown abort.
+    What it writes (records database, audit key and checkpoints by default) is private."""
+    private_umask()
     logs.configure()
     settings = get_settings()
+    if settings.data_dir.exists():
+        secure_dir(settings.data_dir)
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -3,12 +3,14 @@
 Both return a reference for the delivery ledger (SendGrid's ``X-Message-Id``, or the Message-ID we
 generate for SMTP) and raise classified ``ApplicationError``s: SendGrid's 429 waits until
 ``X-RateLimit-Reset``; 4xx (and SMTP 5xx replies) are final; 5xx, 4xx SMTP replies and broken
-connections retry.
+connections retry. An error keeps the status, the SMTP enhanced code and SendGrid's field names,
+never the vendor's text (an SMTP refusal echoes the address).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -17,8 +19,10 @@ from email.utils import make_msgid
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.vendor_http import permanent, retry_after, retryable, send
+from activities.vendor_http import described, permanent, retry_after, retryable, send
 from settings import Settings
+
+ENHANCED_STATUS_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")  # RFC 3463: 5.1.1
 
 
 async def send_email(settings: Settings, to: str, subject: str, body: str, marker: str) -> str:
@@ -53,15 +57,15 @@ def _sendgrid_error(response: httpx.Response) -> ApplicationError:
     status = response.status_code
     try:
         errors = response.json().get("errors") or []
-        detail = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
+        fields = [e.get("field") for e in errors if isinstance(e, dict)]
     except (ValueError, AttributeError):
-        detail = response.text[:200]
-    text = f"SendGrid {status}: {detail}"
+        fields = []
     if status == 429:
+        text = described("SendGridRateLimited", status)
         return retryable(text, "SendGridRateLimited", _reset_delay(response))
     if status >= 500:
-        return retryable(text, "VendorServerError")
-    return permanent(text, "SendGridError")
+        return retryable(described("VendorServerError", status), "VendorServerError")
+    return permanent(described("SendGridError", status, fields=fields), "SendGridError")
 
 
 def _reset_delay(response: httpx.Response) -> float | None:
@@ -90,12 +94,15 @@ def _smtp_send(settings: Settings, to: str, subject: str, body: str, marker: str
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
             smtp.send_message(message)
     except smtplib.SMTPResponseException as exc:
-        text = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+        enhanced = ENHANCED_STATUS_RE.match(reply)
+        code = enhanced.group(0) if enhanced else None
         if 400 <= exc.smtp_code < 500:
-            raise retryable(text, "SmtpTransient") from exc
-        raise permanent(text, "SmtpError") from exc
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise permanent("SMTP: recipient refused", "SmtpError") from exc
+            raise retryable(described("SmtpTransient", exc.smtp_code, code=code),
+                            "SmtpTransient") from None  # fmt: skip
+        raise permanent(described("SmtpError", exc.smtp_code, code=code), "SmtpError") from None
+    except smtplib.SMTPRecipientsRefused:  # its args hold the address: not chained
+        raise permanent("SmtpError: recipient refused", "SmtpError") from None
     except (OSError, smtplib.SMTPException) as exc:
         raise retryable(f"SMTP: {type(exc).__name__}", "ConnectionLost") from exc
     return str(message["Message-ID"])

@@ -10,7 +10,8 @@ instead of waiting out the 30 s start-to-close timeout (10 minutes for the archi
 
 Heartbeats also carry cancellation: an activity whose step the workflow cancelled gets
 ``asyncio.CancelledError`` at its next ``await``. Outside an activity (a plain call in a test) both
-helpers do nothing. Use the decorator under ``@activity.defn``::
+helpers do nothing. The decorator also applies ``safe_errors.private_failures``: the activity
+fails only with messages that hold no personal data. Use it under ``@activity.defn``::
 
     @activity.defn(name="notify.slack")
     @heartbeats
@@ -26,6 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from temporalio import activity
+
+from activities.safe_errors import private_failures
 
 # The SDK sends at most one heartbeat per 0.8 x heartbeat_timeout, so beating every second keeps
 # the server informed for any heartbeat_timeout of 2 s or more.
@@ -57,12 +60,13 @@ async def _beat(interval: float) -> None:
 
 
 def heartbeats(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Decorator: run the async activity ``fn`` inside ``heartbeating()``. ``functools.wraps``
-    keeps its signature and type hints, which ``@activity.defn`` reads to decode arguments."""
+    """Decorator: run the async activity ``fn`` inside ``heartbeating()``, its failures made
+    private (``private_failures``). ``functools.wraps`` keeps its signature and type hints, which
+    ``@activity.defn`` reads to decode arguments."""
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
         async with heartbeating():
             return await fn(*args, **kwargs)
 
-    return run
+    return private_failures(run)

@@ -5,7 +5,8 @@ escalation policy): a retried trigger joins the open alert. Slack, Twilio and em
 idempotency, so those sends go through the delivery ledger (``activities/ledger.py``), which also
 documents what happens in the window between a send and its ledger write. Errors follow
 shared/api-contracts.md: vendor-given delays become ``next_retry_delay``, 4xx are final, 429/5xx and
-transport failures retry. Message text, numbers and addresses are never logged.
+transport failures retry. Message text, numbers and addresses are never logged, and an error names
+the vendor's code, never its text (which can echo the number or the address: ``vendor_http``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from activities.email_send import send_email
 from activities.heartbeat import heartbeats
 from activities.log import activity_logger
 from activities.salesforce import parse_args
-from activities.vendor_http import is_ambiguous, permanent, retry_after, retryable, send
+from activities.vendor_http import (
+    described,
+    is_ambiguous,
+    permanent,
+    retry_after,
+    retryable,
+    send,
+)
 from playbooks.operations import EmailArgs, PagerDutyArgs, SlackArgs, SmsArgs
 from settings import Settings, get_settings
 from workflows.models import ActionRequest, ActionResult
@@ -32,6 +40,9 @@ from workflows.models import ActionRequest, ActionResult
 Sender = Callable[[], Awaitable[str]]
 Reconciler = Callable[[datetime], Awaitable[str | None]]
 SLACK_RETRYABLE = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+# The fields of an Events v2 event: a 400 names which one is wrong in free text (kept: the name).
+PAGERDUTY_FIELDS = ("routing_key", "event_action", "dedup_key", "payload", "summary", "source",
+                    "severity", "component", "group", "custom_details")  # fmt: skip
 RECONCILE_SKEW = timedelta(minutes=2)
 
 
@@ -111,7 +122,10 @@ def _slack_http_error(response: httpx.Response, api: str) -> ApplicationError:
         )
     if status >= 500:
         return retryable(f"Slack {api}: HTTP {status}", "VendorServerError")
-    return permanent(f"Slack {api}: HTTP {status} {response.text[:200]}", "SlackError")
+    # An incoming webhook answers a plain-text code (channel_not_found); kept only if it is one.
+    return permanent(
+        described("SlackError", status, where=api, code=response.text[:64]), "SlackError"
+    )
 
 
 async def _slack_webhook(settings: Settings, text: str) -> str:
@@ -144,12 +158,15 @@ async def _slack_post(settings: Settings, channel: str, text: str, marker: str) 
     if reply.get("ok"):
         return str(reply["ts"])
     error = str(reply.get("error", "unknown_error"))
+    api = "chat.postMessage"
     if error in {"ratelimited", "rate_limited"}:
         delay = retry_after(response) or 1.0
-        raise retryable(f"Slack chat.postMessage: {error}", "SlackRateLimited", delay)
+        raise retryable(described("SlackRateLimited", 200, where=api, code=error),
+                        "SlackRateLimited", delay)  # fmt: skip
     if error in SLACK_RETRYABLE:  # Slack may still have posted it: ambiguous
-        raise retryable(f"Slack chat.postMessage: {error}", "VendorServerError")
-    raise permanent(f"Slack chat.postMessage: {error}", "SlackError")
+        raise retryable(described("VendorServerError", 200, where=api, code=error),
+                        "VendorServerError")  # fmt: skip
+    raise permanent(described("SlackError", 200, where=api, code=error), "SlackError")
 
 
 async def _slack_find(settings: Settings, channel: str, marker: str, since: datetime) -> str | None:
@@ -195,8 +212,8 @@ async def pagerduty(req: ActionRequest) -> ActionResult:
     args = parse_args(PagerDutyArgs, req)
     settings = get_settings()
     policy = args.escalation_policy or "default"
-    routing_key = settings.pagerduty_routing_keys.get(policy)
-    routing_key = routing_key or settings.pagerduty_routing_key.get_secret_value()
+    configured = settings.pagerduty_routing_keys.get(policy) or settings.pagerduty_routing_key
+    routing_key = configured.get_secret_value()
     dedup_key = pagerduty_dedup_key(req.incident_id, policy)
     event: dict[str, object] = {
         "routing_key": routing_key,
@@ -238,10 +255,11 @@ def _raise_for_pagerduty(response: httpx.Response, settings: Settings) -> None:
         raise retryable(f"PagerDuty: HTTP {status}", "VendorServerError")
     try:
         body = response.json()
-        detail = "; ".join(map(str, body.get("errors") or [])) or body.get("message", "")
+        said = " ".join(map(str, body.get("errors") or [])) if isinstance(body, dict) else ""
     except ValueError:
-        detail = response.text[:200]
-    raise permanent(f"PagerDuty {status}: {detail}", "PagerDutyError")
+        said = ""
+    fields = [f for f in PAGERDUTY_FIELDS if f in said]
+    raise permanent(described("PagerDutyError", status, fields=fields), "PagerDutyError")
 
 
 # --- Email ---------------------------------------------------------------------------------------
@@ -304,15 +322,15 @@ def _twilio_error(response: httpx.Response) -> ApplicationError:
     status = response.status_code
     try:
         body = response.json()
-        code, message = body.get("code"), body.get("message", "")
+        code = body.get("code") if isinstance(body, dict) else None
     except ValueError:
-        code, message = None, response.text[:200]
-    text = f"Twilio {status} {code}: {message}"
+        code = None
     if status == 429:  # 20429: never processed, always safe to retry
+        text = described("TwilioRateLimited", status, code=code)
         return retryable(text, "TwilioRateLimited", retry_after(response))
     if status >= 500:
-        return retryable(text, "VendorServerError")
-    return permanent(text, "TwilioError")
+        return retryable(described("VendorServerError", status, code=code), "VendorServerError")
+    return permanent(described("TwilioError", status, code=code), "TwilioError")
 
 
 async def _twilio_find(settings: Settings, to: str, body: str, since: datetime) -> str | None:

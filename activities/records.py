@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 
 from activities.heartbeat import heartbeats
+from activities.safe_errors import private_failures
 from playbooks.schema import parse_duration
 from records.archive import archive_chain
 from records.chain import write_batch
@@ -55,6 +56,7 @@ async def report_summary(request: DailyReportRequest) -> str:
 
 
 @activity.defn(name=RECONCILE_ACTIVITY)
+@private_failures
 async def reconcile() -> list[str]:
     """Mark every incident whose workflow ended out of band; one ``id: status`` line for each
     (ids and outcomes only: who and why stay in the audit log)."""

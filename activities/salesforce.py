@@ -115,7 +115,7 @@ async def update_case(req: ActionRequest) -> ActionResult:
     if fields:
         await sf.update("Case", case_id, fields)
     activity_logger(step_id=req.step_id).info(
-        "salesforce.case_updated", case_id=case_id, fields=sorted(fields), **sf.limit_data()
+        "salesforce.case_updated", case_id=case_id, changed=sorted(fields), **sf.limit_data()
     )
     return _result(sf, "case updated" if fields else "nothing to update", case_id=case_id)
 

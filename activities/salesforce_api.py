@@ -6,7 +6,8 @@ JWT) and every REST call goes to the ``instance_url`` the token response names, 
 whose instance host need not be the host that issued the token. The access token is cached per
 worker process and refreshed at most once per call on 401 INVALID_SESSION_ID (Salesforce issues no
 refresh token or expiry for these flows, so a 401 is the only signal). Every response's
-``Sforce-Limit-Info`` is kept so activities can log and expose the org's API usage.
+``Sforce-Limit-Info`` is kept so activities can log and expose the org's API usage. An error keeps
+Salesforce's ``errorCode`` and field names, never its message, which can quote a field's value.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 import jwt
 from temporalio.exceptions import ApplicationError
 
-from activities.vendor_http import permanent, retryable, send
+from activities.vendor_http import described, permanent, retryable, send
 from settings import Settings
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -75,32 +76,50 @@ def parse_errors(response: httpx.Response) -> list[tuple[str, str]]:
     return out
 
 
+def error_fields(response: httpx.Response) -> list[str]:
+    """The field names a Salesforce error array names (``fields``), for the error's message."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    items = body if isinstance(body, list) else [body]
+    return [str(f) for i in items if isinstance(i, dict) for f in i.get("fields") or []]
+
+
 def classify(response: httpx.Response, settings: Settings) -> ApplicationError:
-    """The ApplicationError for a failed Salesforce response (shared/api-contracts.md section 1)."""
+    """The ApplicationError for a failed Salesforce response (shared/api-contracts.md section 1);
+    its message names the type, status, ``errorCode`` and fields: never Salesforce's text."""
     status = response.status_code
     errors = parse_errors(response)
     code, message = errors[0] if errors else ("", response.reason_phrase)
-    text = f"Salesforce {status} {code}: {message}".replace(" : ", ": ")
+    fields = error_fields(response)
+
+    def text(type: str, where: str | None = None) -> str:
+        return described(type, status, where=where, code=code, fields=fields)
+
     if status == 300:
         return permanent(
-            f"Salesforce 300: external id matches {len(errors)} records", "SalesforceAmbiguous"
+            f"SalesforceAmbiguous 300: external id matches {len(errors)} records",
+            "SalesforceAmbiguous",
         )
     if code == "UNABLE_TO_LOCK_ROW":
-        return retryable(text, "SalesforceRowLocked")
+        return retryable(text("SalesforceRowLocked"), "SalesforceRowLocked")
     if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
         if "TotalRequests" in message:  # the daily allowance: only tomorrow helps
-            return retryable(text, "SalesforceDailyLimit", settings.salesforce_limit_retry_seconds)
-        return retryable(text, "SalesforceConcurrencyLimit")
+            return retryable(text("SalesforceDailyLimit", "TotalRequests"), "SalesforceDailyLimit",
+                             settings.salesforce_limit_retry_seconds)  # fmt: skip
+        return retryable(text("SalesforceConcurrencyLimit"), "SalesforceConcurrencyLimit")
     if status == 401:
-        return retryable(text, "SalesforceAuthError")
+        return retryable(text("SalesforceAuthError"), "SalesforceAuthError")
     if status >= 500:
-        return retryable(text, "VendorServerError")
+        return retryable(text("VendorServerError"), "VendorServerError")
     if status == 410:
-        version = settings.salesforce_api_version
-        return permanent(f"{text} (CR_SALESFORCE_API_VERSION={version})", "SalesforceApiRetired")
+        where = f"(CR_SALESFORCE_API_VERSION={settings.salesforce_api_version})"
+        return permanent(text("SalesforceApiRetired", where), "SalesforceApiRetired")
     if status == 404:
-        return permanent(text, "SalesforceNotFound")
-    return permanent(text, "SalesforceValidationError" if status == 400 else "SalesforceError")
+        return permanent(text("SalesforceNotFound"), "SalesforceNotFound")
+    kind = "SalesforceValidationError" if status == 400 else "SalesforceError"
+    return permanent(text(kind), kind)
 
 
 class SalesforceClient:
@@ -165,7 +184,12 @@ class SalesforceClient:
         if response.status_code != 200:
             err = classify(response, self.settings)
             if response.status_code == 400:  # invalid_client / invalid_grant: configuration
-                raise permanent(f"Salesforce token: {err.message}", "SalesforceAuthError")
+                errors = parse_errors(response)
+                code = errors[0][0] if errors else None
+                raise permanent(
+                    described("SalesforceAuthError", 400, where="token", code=code),
+                    "SalesforceAuthError",
+                )
             raise err
         try:
             body = response.json()

@@ -73,6 +73,6 @@ def build_server(settings: Settings | None = None) -> uvicorn.Server:
     settings = settings or get_settings()
     config = uvicorn.Config(
         create_app(settings), host=settings.api_host, port=settings.api_port,
-        log_level="warning", access_log=False,
+        log_level="warning", access_log=False, log_config=None,  # logs.configure's handler
     )  # fmt: skip
     return uvicorn.Server(config)

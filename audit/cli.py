@@ -22,6 +22,7 @@ from audit.render import render_md, render_text
 from audit.replay import Loaded, group_by_incident, load_file, rebuild, replay
 from audit.verify import verify
 from connection import connect, exit_process
+from datadir import write_output
 from settings import get_settings
 
 audit_app = typer.Typer(
@@ -62,7 +63,7 @@ def export_command(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text + "\n")
+        write_output(out, text + "\n")
         manifest, audit = document["manifest"], document["audit"]
         typer.echo(
             f"exported {len(manifest['runs'])} run(s) of incident {incident_id} "
@@ -122,7 +123,7 @@ def replay_main(files: list[Path], all_closed: bool, fmt: ReplayFormat, out: Pat
     if code == 2:
         typer.echo("nothing to replay: give history files or --all-closed", err=True)
     elif out is not None:
-        out.write_text(text)
+        write_output(out, text)
         typer.echo(f"case file written to {out}", err=True)
     else:
         typer.echo(text, nl=False)

@@ -2,7 +2,8 @@
 
 Only activities and CLI tools touch it, never workflow code. Tables live beside the code that owns
 them (``records/tables.py``, the delivery ledger in ``activities/ledger.py``) and are created on first
-use.
+use. A SQLite file is created 0600 (its ``-wal`` and ``-shm`` take the database's mode): it holds
+every incident's summary, fields and audit log (``datadir.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
+from datadir import touch_private
 from settings import get_settings
 
 _engines: dict[str, Engine] = {}
@@ -31,7 +33,9 @@ def engine(url: str | None = None) -> Engine:
 
 def _create(url: str) -> Engine:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = url.removeprefix("sqlite:///").split("?", 1)[0]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            touch_private(Path(path))
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)
     else:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from datadir import write_output
 from playbooks.durations import parse_duration
 from records.tables import iso
 from roster import service, tokens, yamlfile
@@ -139,7 +140,7 @@ def roster_export(
     if out_file is None:
         typer.echo(text, nl=False)
     else:
-        out_file.write_text(text)
+        write_output(out_file, text)
         typer.echo(f"roster written to {out_file}", err=True)
 
 

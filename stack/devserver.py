@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
+from datadir import PRIVATE_UMASK, secure_dir
 from settings import Settings
 from workflows.names import SEARCH_ATTRIBUTES
 
@@ -129,18 +130,22 @@ def dev_server_command(settings: Settings) -> list[str]:
 
 
 def start_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
-    """Start the dev server in its own process group and wait until it answers."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .data/ yet
-    log = (settings.data_dir / "temporal.log").open("ab")
+    """Start the dev server in its own process group and wait until it answers. Its database
+    and log are private: the data directory 0700, the server started with umask 077."""
+    secure_dir(settings.data_dir)  # a fresh clone has no .data/ yet
+    log_path = settings.data_dir / "temporal.log"
+    log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     proc = subprocess.Popen(
-        dev_server_command(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+        dev_server_command(settings), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, umask=PRIVATE_UMASK,
+    )  # fmt: skip
+    log.close()  # the server writes through its own copy
     host, port = split_address(settings.temporal_address)
     deadline = time.monotonic() + 60
     while not port_open(host, port):
         if proc.poll() is not None:
             raise RuntimeError(
-                f"the Temporal dev server exited ({proc.returncode}); see {log.name}"
+                f"the Temporal dev server exited ({proc.returncode}); see {log_path}"
             )
         if time.monotonic() > deadline:
             stop_process(proc)

@@ -5,6 +5,10 @@ configured), the case-intake webhook and the workers; it prints the addresses an
 Ctrl-C. If a Temporal server already answers at the configured address, that one is used instead.
 Payloads are sealed from the first run on: the master key file is made in the data directory before
 anything talks to Temporal (``encryption/``).
+
+Everything it and the dev server write is private: umask 077, the data directory 0700 and its
+files 0600 (``datadir.py``). The first start on a data directory generates the intake webhook's
+secret (unless ``CR_INTAKE_WEBHOOK_SECRET`` is set) and prints it, that once.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from pathlib import Path
 import logs
 from api.app import build_server as build_api_server
 from connection import connect, exit_process
+from datadir import private_umask, secure_dir
 from encryption import master
 from intake.app import build_server
+from intake.secret import install_secret, secret_file
 from playbooks.operations import salesforce_queue
 from sandbox.server import SandboxServer
 from settings import Settings
@@ -38,7 +44,9 @@ from worker import run_workers
 
 def run_stack(settings: Settings) -> None:
     """`incident up`: run everything in the foreground until Ctrl-C, then stop it all."""
+    private_umask()
     logs.configure()
+    secure_dir(settings.data_dir)
     host, port = split_address(settings.temporal_address)
     server = None
     if port_open(host, port):
@@ -79,6 +87,7 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
         sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
         sandbox.start_in_thread()
     admin_token = await asyncio.to_thread(ensure_local_admin, settings)
+    new_secret = _intake_secret(settings)
     intake = build_server(settings)
     api = build_api_server(settings)
     # uvicorn would take over SIGINT/SIGTERM; this process stops everything in one place.
@@ -95,9 +104,8 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
         if (intake.started and api.started) or intake_task.done() or api_task.done():
             break
         await asyncio.sleep(0.1)
-    _print_addresses(
-        settings, embedded=embedded, sandbox=sandbox is not None, token=admin_token, keys=keys
-    )
+    _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None, token=admin_token,
+                     keys=keys, new_secret=new_secret)  # fmt: skip
     try:
         await stop.wait()
     finally:
@@ -107,14 +115,37 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
             sandbox.stop()
 
 
+def _intake_secret(settings: Settings) -> str | None:
+    """The install's intake secret if this start created it (to be shown once), else None."""
+    if settings.intake_webhook_secret is not None or settings.salesforce_base_url is not None:
+        return None  # configured (or required: intake refuses to start without it)
+    secret, created = install_secret(settings)
+    return secret if created else None
+
+
 def _print_addresses(
-    settings: Settings, *, embedded: bool, sandbox: bool, token: Path | None, keys: str
+    settings: Settings,
+    *,
+    embedded: bool,
+    sandbox: bool,
+    token: Path | None,
+    keys: str,
+    new_secret: str | None = None,
 ) -> None:
+    where = secret_file(settings)
+    if settings.intake_webhook_secret is not None:
+        signed = "              signed with CR_INTAKE_WEBHOOK_SECRET"
+    elif new_secret is not None:
+        signed = (f"              signing secret (shown this once): {new_secret}\n"
+                  f"              read it again: cat {where}")  # fmt: skip
+    else:
+        signed = f"              signing secret in {where}" if where.exists() else ""
     lines = [
         f"Temporal      {settings.temporal_address} namespace {settings.temporal_namespace}"
         + (f" (embedded, data in {settings.data_dir})" if embedded else ""),
         f"Web UI        http://127.0.0.1:{settings.ui_port}" if embedded else "",
         f"Intake        http://{settings.intake_host}:{settings.intake_port}/webhooks/intake",
+        signed,
         f"API           http://{settings.api_host}:{settings.api_port} (OpenAPI at /docs)",
         f"              a token for {local_person()} (admin) is in {token}" if token else "",
         f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",

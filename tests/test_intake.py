@@ -214,14 +214,21 @@ def test_open_failures_map_to_4xx_and_503(endpoint, opener):
     assert post(endpoint, ALERT).status_code == 503
 
 
-def test_default_rules_and_dev_secret(monkeypatch):
+def test_default_rules_and_the_install_secret(monkeypatch, tmp_path):
+    """Unset, the secret is the install's own: generated once (0600), never the known DEV_SECRET."""
     monkeypatch.delenv("CR_INTAKE_WEBHOOK_SECRET", raising=False)
     monkeypatch.delenv("CR_INTAKE_RULES_FILE", raising=False)
     monkeypatch.delenv("CR_SALESFORCE_BASE_URL", raising=False)
+    monkeypatch.setenv("CR_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
     try:
         settings = get_settings()
-        assert intake.webhook_secret(settings) == intake.DEV_SECRET
+        secret = intake.webhook_secret(settings)
+        assert secret.startswith("whsec_") and secret != intake.DEV_SECRET
+        Webhook(secret)  # the Standard Webhooks shape
+        path = tmp_path / "data" / "intake-webhook-secret"
+        assert path.read_text().strip() == secret and path.stat().st_mode & 0o777 == 0o600
+        assert intake.webhook_secret(get_settings()) == secret  # generated once, then kept
         rules = intake.load_rules(settings)
         event = {"type": "salesforce.case.created", "data": {"category": "emergency_disclosure"}}
         assert intake.route(event, rules).playbook == "emergency-disclosure"  # type: ignore[union-attr]
