@@ -20,6 +20,7 @@ from client.cli import incidents_app
 from client.session import session_app
 from connection import exit_process
 from incidents.doctor import doctor_app
+from incidents.purge import purge_app
 from incidents.service import InvalidRequest
 from playbooks.cli import playbooks_app
 from playbooks.loader import PlaybookError
@@ -37,6 +38,7 @@ app = typer.Typer(
 app.add_typer(incidents_app)
 app.add_typer(session_app)
 app.add_typer(doctor_app, name="doctor")
+app.add_typer(purge_app)
 app.add_typer(playbooks_app)
 app.add_typer(reports_app)
 app.add_typer(audit_app, name="audit")
