@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import TLSConfig
 
-from encryption.codec import EncryptionCodec, Keys
+from encryption.codec import EncryptionCodec, Keys, shared_keys
 from settings import Settings, get_settings
 
 
@@ -37,7 +37,7 @@ def data_converter(settings: Settings | None = None, keys: Keys | None = None) -
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=EncryptionCodec(keys or Keys.from_settings()),
+        payload_codec=EncryptionCodec(keys or shared_keys()),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # by the workers only, the checkpoints on append-only storage (records/checkpoints.py).
     audit_key_file: Path | None = None
     audit_checkpoint_file: Path | None = None
+    # How long a closed incident is kept before `incident purge` may shred it (days after it
+    # closed; unset: as soon as it is over and no legal hold applies, records/holds.py).
+    incident_retention_days: int | None = Field(default=None, ge=0)
 
     # --- Payload encryption (encryption/) ------------------------------------------------------
     # Every payload Temporal stores is sealed with AES-256-GCM (false: no codec at all; payloads

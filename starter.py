@@ -21,6 +21,7 @@ from client.session import session_app
 from connection import exit_process
 from datadir import private_umask
 from incidents.doctor import doctor_app
+from incidents.purge import purge_app
 from incidents.service import InvalidRequest
 from playbooks.cli import playbooks_app
 from playbooks.loader import PlaybookError
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.add_typer(incidents_app)
 app.add_typer(session_app)
 app.add_typer(doctor_app, name="doctor")
+app.add_typer(purge_app)
 app.add_typer(playbooks_app)
 app.add_typer(reports_app)
 app.add_typer(audit_app, name="audit")

@@ -9,6 +9,11 @@ say. Signatures are checked with this installation's audit key file when there i
 points ``CR_AUDIT_KEY_FILE`` at a public copy), else with the keys the bundle carries, whose ids
 the case file should be held against. Any difference means the bundle was altered after it was
 written: reported as tampering, never as non-determinism.
+
+The rows are exported as stored, their personal columns sealed (``records/sealed.py``): hashes and
+signatures hold over the sealed text, so they are checked without keys. The rows are compared
+with the histories in clear: opened here where the keys are; a decrypted export (``--decrypt``)
+carries them opened beside the sealed text (``opened``), checked against it where the keys are.
 """
 
 from __future__ import annotations
@@ -19,17 +24,28 @@ from sqlmodel import Session, col, select
 
 from audit.replay import Loaded, ReplayFailure, rebuild
 from audit.verify import check_incident, earliest, signed, uncovered_note
+from encryption.keystore import DataKeyError
+from encryption.master import MasterKeyError
 from records import audit_key, checkpoints
 from records.chain import row_from_json, row_json
 from records.checkpoints import Checkpoint
+from records.sealed import SealedColumnError, opened_columns
 from records.tables import AuditRow, audit_log_id, canonical, iso, records_engine
 from workflows.models import TimelineEntry
 
 AUDIT_FORMAT = "critical-response.audit-rows/1"
 
 
-def audit_section(incident_id: str, url: str | None = None) -> dict[str, Any]:
-    """The incident's audit rows, the checkpoints naming it and the keys that signed them."""
+def _with_opened(row: AuditRow) -> dict[str, Any]:
+    detail, data = opened_columns(row)
+    return {**row_json(row), "opened": {"detail": detail, "data": data}}
+
+
+def audit_section(
+    incident_id: str, url: str | None = None, *, decrypt: bool = False
+) -> dict[str, Any]:
+    """The incident's audit rows (as stored; ``decrypt``: with their columns opened beside),
+    the checkpoints naming it and the keys that signed them."""
     with Session(records_engine(url)) as s:
         query = select(AuditRow).where(AuditRow.incident_id == incident_id)
         rows = list(s.exec(query.order_by(col(AuditRow.id))).all())
@@ -41,7 +57,7 @@ def audit_section(incident_id: str, url: str | None = None) -> dict[str, Any]:
     return {
         "format": AUDIT_FORMAT,
         "log": log,
-        "rows": [row_json(r) for r in rows],
+        "rows": [_with_opened(r) if decrypt else row_json(r) for r in rows],
         "checkpoints": [cp.to_json() for cp in cps],
         "keys": {k: v for k, v in public.items() if k in used},
     }
@@ -80,6 +96,36 @@ def _row_view(r: AuditRow) -> tuple[Any, ...]:
     return (iso(r.at), r.actor, r.role, r.action, r.step, r.detail, r.sla, iso(r.due_at), r.data)
 
 
+def rows_in_clear(audit: dict[str, Any], rows: list[AuditRow]) -> tuple[list[AuditRow], list[str]]:
+    """(the rows with detail and data in clear, tampering found): opened with the keys here, or
+    as a decrypted export gives them (which must match what the keys open). A row whose columns
+    open neither way is left out (nothing to compare the histories with)."""
+    given = {r.get("id"): r.get("opened") for r in audit.get("rows", []) if isinstance(r, dict)}
+    clear, problems = [], []
+    for row in rows:
+        try:
+            here: tuple[str, str] | None = opened_columns(row)
+        except (DataKeyError, MasterKeyError):
+            here = None  # no key for it here
+        except SealedColumnError as err:
+            problems.append(f"audit row {row.id}: {err}")
+            continue
+        plain = given.get(row.id)
+        if isinstance(plain, dict):
+            theirs = (plain.get("detail"), plain.get("data"))
+            if here is not None and theirs != here:
+                problems.append(
+                    f"audit row {row.id}'s opened detail or data differs from its sealed "
+                    "columns: the decrypted export was altered"
+                )
+                continue
+            here = (str(theirs[0]), str(theirs[1]))
+        if here is not None:
+            values = {**row.model_dump(), "detail": here[0], "data": here[1]}
+            clear.append(AuditRow.model_validate(values))
+    return clear, problems
+
+
 def history_disagreements(rows: list[AuditRow], timeline: list[TimelineEntry]) -> list[str]:
     """Timeline entries the histories carry that differ from the signed row of the same seq
     (entries only one side has are fine: an unflushed tail, a reconcile entry)."""
@@ -104,9 +150,11 @@ def tamper_failures(items: list[Loaded]) -> list[ReplayFailure]:
         assert runs[0].audit is not None
         problems, _, rows = check_section(runs[0].audit, incident_id)
         if not problems:
+            clear, problems = rows_in_clear(runs[0].audit, rows)
+        if not problems:
             runs = sorted(runs, key=lambda i: i.history.events[0].event_time.ToDatetime())
             case = rebuild(incident_id, [r.history for r in runs])
-            problems = history_disagreements(rows, case.timeline)
+            problems = history_disagreements(clear, case.timeline)
         failures += [
             ReplayFailure(
                 incident_id=incident_id,

@@ -17,12 +17,17 @@ import typer
 from temporalio.client import Client
 
 from audit.bundle import tamper_failures
+from audit.decrypt import split_unreadable
 from audit.export import closed_items, export_incident
 from audit.render import render_md, render_text
 from audit.replay import Loaded, group_by_incident, load_file, rebuild, replay
 from audit.verify import verify
 from connection import connect, exit_process
 from datadir import write_output
+from encryption.keystore import DataKeyError
+from encryption.master import MasterKeyError
+from records.purge import purged
+from records.sealed import SealedColumnError
 from settings import get_settings
 
 audit_app = typer.Typer(
@@ -48,16 +53,23 @@ async def _client_or_none() -> Client | None:
 def export_command(
     incident_id: str = typer.Argument(..., help="Incident id (workflow incident-<id>)"),
     out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout"),
+    decrypt: bool = typer.Option(
+        False, "--decrypt", help="Open every sealed payload and audit column (needs the keys)"
+    ),
 ) -> None:
-    """Write the incident's Temporal history (all runs) and a manifest as JSON."""
+    """Write the incident's Temporal history (all runs), a manifest and its signed audit rows as
+    JSON: sealed (its payloads and personal columns encrypted) unless --decrypt."""
 
     async def go() -> dict[str, Any]:
-        return await export_incident(incident_id, await _client_or_none())
+        return await export_incident(incident_id, await _client_or_none(), decrypt=decrypt)
 
     try:
         document = asyncio.run(go())
-    except LookupError as err:
+    except LookupError as err:  # unknown, or purged (when, by whom, why)
         typer.echo(str(err), err=True)
+        exit_process(1)
+    except (DataKeyError, MasterKeyError, SealedColumnError) as err:
+        typer.echo(f"cannot decrypt incident {incident_id} here: {err}", err=True)
         exit_process(1)
     text = json.dumps(document, indent=2)
     if out is None:
@@ -66,7 +78,8 @@ def export_command(
         write_output(out, text + "\n")
         manifest, audit = document["manifest"], document["audit"]
         typer.echo(
-            f"exported {len(manifest['runs'])} run(s) of incident {incident_id} "
+            f"exported {len(manifest['runs'])} {manifest['encryption']} run(s) of incident "
+            f"{incident_id} "
             f"(playbook {manifest['playbook']} {manifest['playbook_hash']}, from "
             f"{manifest['source']}), {len(audit['rows'])} audit rows and "
             f"{len(audit['checkpoints'])} signed checkpoints to {out}",
@@ -85,13 +98,29 @@ class ReplayFormat(StrEnum):
 
 
 TAMPERED = 3  # the exit code when an exported file was altered after it was written
+UNREADABLE = 4  # an export whose incident was purged, or sealed under a key not held here
 
 
 async def replay_items(
     items: list[Loaded], fmt: ReplayFormat, workflows: list[type] | None = None
 ) -> tuple[int, str]:
     """Replay, rebuild one case file per incident, render; exit code 3 when a bundle was
-    tampered with (``audit/bundle.py``, the manifest's sha256), else 1 on any failure."""
+    tampered with (``audit/bundle.py``, the manifest's sha256), else 1 on any failure, else 4
+    when an export cannot be opened here (its incident purged, or no key: one line each)."""
+    items, gone = split_unreadable(items)
+    code, text = await _replay_readable(items, fmt, workflows) if items else (0, "")
+    if fmt == ReplayFormat.json:
+        cases = json.loads(text) if text else []
+        cases += [{"incident_id": i, "workflow_id": w, "unreadable": why} for i, w, why in gone]
+        text = json.dumps(cases, indent=2) + "\n"
+    else:
+        text = "".join(f"UNREADABLE: {why}\n" for _, _, why in gone) + text
+    return (code or (UNREADABLE if gone else 0)), text
+
+
+async def _replay_readable(
+    items: list[Loaded], fmt: ReplayFormat, workflows: list[type] | None
+) -> tuple[int, str]:
     failures = tamper_failures(items) + await replay(items, workflows)
     cases = []
     for workflow_id, runs in group_by_incident(items).items():
@@ -129,6 +158,12 @@ def replay_main(files: list[Path], all_closed: bool, fmt: ReplayFormat, out: Pat
         typer.echo(text, nl=False)
     if code == 1:
         typer.echo("replay FAILED: today's code does not reproduce a recorded history", err=True)
+    if code == UNREADABLE:
+        typer.echo(
+            "replay: an export cannot be opened here (see UNREADABLE above): its incident was "
+            "purged, or it is sealed under a key this installation does not hold",
+            err=True,
+        )
     if code == TAMPERED:
         typer.echo(
             "replay TAMPERED: an exported file was altered after it was written (its histories "
@@ -148,7 +183,7 @@ def replay_command(
     out: Path | None = typer.Option(None, "--out", help="Write the case file here"),
 ) -> None:
     """Replay histories with today's code; print the timeline rebuilt from them; exit 1 on drift,
-    3 when an exported file was tampered with."""
+    3 when an exported file was tampered with, 4 when one cannot be opened here (purged)."""
     exit_process(replay_main(files or [], all_closed, format, out))
 
 
@@ -177,3 +212,6 @@ def verify_command(
         typer.echo(f"{verdict.checkpoints} signed checkpoints hold (audit key {keys})")
     for note in verdict.notes:
         typer.echo(note)
+    purge = purged(incident_id) if incident_id else None
+    if purge is not None:
+        typer.echo(f"{purge.line()} (its sealed rows are shredded; the chain still holds)")

@@ -95,6 +95,21 @@ class Keys:
             return self._loaded
 
 
+_shared: Keys | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_keys() -> Keys:
+    """The process's keys, as the settings say: one keystore and one cache for the data converter
+    and the records' sealed columns (``records/sealed.py``), so a destroyed key is forgotten by
+    both at once."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Keys.from_settings()
+        return _shared
+
+
 class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """Seals under the data key of ``scope`` (a workflow id), or the master key when None."""
 

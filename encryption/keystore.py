@@ -149,6 +149,12 @@ class KeyStore:
             self._cache.pop(scope, None)
         return live
 
+    def destroyed_at(self, scope: str) -> datetime | None:
+        """When ``scope``'s key was destroyed (None: it is live, or was never made)."""
+        with Session(self.engine()) as s:
+            row = s.get(DataKeyRow, scope)
+        return None if row is None else _utc(row.destroyed_at)
+
     def scopes(self, prefix: str = "", *, destroyed: bool = False) -> list[str]:
         """Scopes with a live key (or, ``destroyed``, with a tombstone) starting with ``prefix``."""
         query = select(DataKeyRow.scope).where(DataKeyRow.scope.startswith(prefix))  # type: ignore[attr-defined]
@@ -217,6 +223,13 @@ class KeyStore:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return key
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands times back naive: they were written in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _b64(raw: bytes) -> str:

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from incidents.service import InvalidRequest
+from records.purge import Purge, purged
 from records.reconcile import ended_out_of_band, reconcile_incident
 from records.timeline import entries_before
 from workflows.incident import IncidentWorkflow
@@ -54,6 +55,21 @@ class SignalRefused(InvalidRequest):
 
 class IncidentEnded(InvalidRequest):
     """The incident's workflow ended without the incident closing (terminated, deleted ...)."""
+
+
+class IncidentPurged(InvalidRequest):
+    """The incident was purged: its data keys are destroyed, nothing of it can be read."""
+
+    def __init__(self, purge: Purge) -> None:
+        super().__init__(purge.line())
+        self.purge = purge
+
+
+async def refuse_purged(incident_id: str) -> None:
+    """Raise ``IncidentPurged`` (one line: when, by whom, why) for a purged incident."""
+    purge = await asyncio.to_thread(purged, incident_id)
+    if purge is not None:
+        raise IncidentPurged(purge)
 
 
 class NoVerdict(InvalidRequest):
@@ -140,7 +156,9 @@ async def status(client: Client, incident_id: str) -> IncidentStatus:
     """Steps, approvals and clocks, with time left counted from now (not the last task).
 
     An incident whose workflow was terminated or deleted out of band is reconciled here (its
-    record marked, an audit entry written) and reported as such, never as still open."""
+    record marked, an audit entry written) and reported as such, never as still open. A purged
+    incident is reported as purged (``IncidentPurged``)."""
+    await refuse_purged(incident_id)
     target = handle(client, incident_id)
     try:
         described, result = await asyncio.gather(
@@ -169,7 +187,9 @@ async def _ended_out_of_band(client: Client, incident_id: str) -> None:
 
 async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:
     """The whole timeline: the current run's entries, and the earlier ones from the records
-    (a long incident's run carries only its latest entries across continue-as-new)."""
+    (a long incident's run carries only its latest entries across continue-as-new), opened with
+    its data key. A purged incident is reported as purged (``IncidentPurged``)."""
+    await refuse_purged(incident_id)
     current: list[TimelineEntry] = await handle(client, incident_id).query(
         IncidentWorkflow.timeline
     )

@@ -32,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from playbooks.loader import load_playbook
 from playbooks.schema import SEVERITIES
+from records.purge import purged
 from records.reconcile import SETTLED
 from records.tables import IncidentRecord, records_engine
 from settings import Settings, get_settings
@@ -224,6 +225,9 @@ async def reopen_incident(
     """Continue a closed incident in a new run of the same workflow id, from the state it
     closed with; the new run records who reopened it and why."""
     workflow_id = workflow_id_for(incident_id)
+    purge = await asyncio.to_thread(purged, incident_id)
+    if purge is not None:
+        raise InvalidRequest(f"{purge.line()}; it cannot be reopened")
     target = client.get_workflow_handle(workflow_id)
     try:
         description = await target.describe()

@@ -7,6 +7,10 @@ incident and the previous row of the whole log. Appends serialise on the single 
 UPDATE takes the write lock on SQLite and a row lock on PostgreSQL), so the chain never forks under
 concurrent workers. Once a batch that wrote rows commits, a signed checkpoint of the new head is
 appended outside the database (``records/checkpoints.py``: what that protects against, and what not).
+
+An incident's ``detail`` and ``data`` are sealed under its data key before they are hashed
+(``records/sealed.py``): the hash covers the stored ciphertext, so the chain verifies without keys,
+for auditors who hold none and after a purge.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from records import checkpoints
 from records.projection import project
+from records.sealed import Sealer, sealer_for
 from records.tables import (
     GENESIS,
     AuditHead,
@@ -67,12 +72,18 @@ def _hashed(row: AuditRow) -> dict[str, Any]:
     return {k: iso(getattr(row, k)) if k in _TIMES else getattr(row, k) for k in _HASHED}
 
 
-def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
+def write_batch(
+    batch: RecordBatch, url: str | None = None, *, clear: bool = False
+) -> dict[str, int]:
     """Append the batch's new entries to the chain and refresh the projection, in one transaction.
 
     Returns how many entries were written and how many were already there (a redelivery). After
     a commit that wrote rows, the new head is checkpointed (one signed line appended to a file).
+    An incident's detail, data and resolution are sealed under its data key (``clear``: not,
+    for the ``purged`` entry written once that key is gone).
     """
+    # The key before the transaction: making one writes the keystore, by default this database.
+    sealer = sealer_for(batch.incident_id, clear=clear)
     eng = records_engine(url)
     with Session(eng) as s:
         # The first statement is a write so that SQLite takes its write lock before any read.
@@ -92,14 +103,14 @@ def write_batch(batch: RecordBatch, url: str | None = None) -> dict[str, int]:
         for entry in sorted(batch.entries, key=lambda e: e.seq):
             if entry.seq in existing:
                 continue
-            row = _audit_row(batch, entry, head.last_id + 1, prev_incident, head.last_hash)
+            row = _audit_row(batch, entry, head.last_id + 1, prev_incident, head.last_hash, sealer)
             s.add(row)
             head.last_id, head.last_hash, prev_incident = row.id, row.row_hash, row.row_hash
             existing.add(entry.seq)
             written, last_seq = written + 1, entry.seq
         s.add(head)
         if batch.snapshot is not None:
-            project(s, batch, batch.snapshot)
+            project(s, batch, batch.snapshot, sealer)
         tip = (audit_log_id(s), head.last_id, batch.incident_id, last_seq, head.last_hash)
         s.commit()
     if written:
@@ -118,7 +129,12 @@ def _incident_tip(s: Session, incident_id: str) -> str:
 
 
 def _audit_row(
-    batch: RecordBatch, entry: TimelineEntry, row_id: int, prev_incident: str, prev_log: str
+    batch: RecordBatch,
+    entry: TimelineEntry,
+    row_id: int,
+    prev_incident: str,
+    prev_log: str,
+    sealer: Sealer,
 ) -> AuditRow:
     row = AuditRow(
         id=row_id,
@@ -141,5 +157,6 @@ def _audit_row(
         prev_log_hash=prev_log,
         row_hash="",
     )
+    sealer.seal_row(row)
     row.row_hash = row_digest(row)
     return row

@@ -9,14 +9,16 @@ from typing import Any
 
 from sqlmodel import Session
 
+from records.sealed import RESOLUTION, Sealer
 from records.tables import IncidentRecord, SlaOutcome, iso, utc
 from workflows.models import IncidentState, RecordBatch, SlaClock, TimelineEntry
 
 ESCALATION_KINDS = ("escalat", "severity_raised", "raise_severity")
 
 
-def project(s: Session, batch: RecordBatch, state: IncidentState) -> None:
-    """Upsert the projection and SLA outcomes unless a newer snapshot is already stored."""
+def project(s: Session, batch: RecordBatch, state: IncidentState, sealer: Sealer) -> None:
+    """Upsert the projection and SLA outcomes unless a newer snapshot is already stored (the
+    resolution sealed by ``sealer``: ``records/sealed.py``)."""
     seq = max([e.seq for e in batch.entries] + [e.seq for e in state.timeline] + [-1])
     record = s.get(IncidentRecord, batch.incident_id)
     if record is not None and record.last_seq > seq:
@@ -34,7 +36,9 @@ def project(s: Session, batch: RecordBatch, state: IncidentState) -> None:
         "opened_at": utc(state.opened_at),
         "acknowledged_at": utc(state.acknowledged_at),
         "closed_at": utc(state.closed_at),
-        "resolution": state.resolution,
+        "resolution": None
+        if state.resolution is None
+        else sealer.seal(RESOLUTION, batch.incident_id, state.resolution),
         "sla_breached": state.sla_breached,
         "escalated": escalated,
         "runs": state.runs,

@@ -39,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from connection import failure_message
 from records.chain import write_batch
+from records.sealed import opened
 from records.tables import AuditRow, IncidentRecord, SlaOutcome, records_engine, utc
 from workflows.models import RecordBatch, TimelineEntry
 from workflows.names import workflow_id_for
@@ -152,14 +153,16 @@ def unsettled_incidents(url: str | None = None) -> list[str]:
 
 
 def ended_out_of_band(incident_id: str, url: str | None = None) -> AuditRow | None:
-    """The latest ``ended_out_of_band`` audit entry of an incident, if it has one (for status)."""
+    """The latest ``ended_out_of_band`` audit entry of an incident, if it has one (for status),
+    its detail and data in clear."""
     with Session(records_engine(url)) as s:
-        return s.exec(
+        row = s.exec(
             select(AuditRow)
             .where(AuditRow.incident_id == incident_id, AuditRow.action == ENTRY_KIND)
             .order_by(col(AuditRow.id).desc())
             .limit(1)
         ).first()
+    return None if row is None else opened(row)
 
 
 # --- Temporal: how did the workflow end? -------------------------------------------------------
@@ -286,8 +289,8 @@ def _settle(incident_id: str, ending: _Ending) -> Reconciled | None:
     if not _mark(incident_id, ending, seq):
         return None
     with Session(records_engine()) as s:  # the entry as stored, whichever pass wrote it
-        query = select(AuditRow.detail).where(AuditRow.incident_id == incident_id)
-        detail = s.exec(query.where(AuditRow.seq == seq)).one()
+        query = select(AuditRow).where(AuditRow.incident_id == incident_id)
+        detail = opened(s.exec(query.where(AuditRow.seq == seq)).one()).detail
     return Reconciled(
         incident_id=incident_id,
         workflow_id=batch.workflow_id,

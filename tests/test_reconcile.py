@@ -38,6 +38,7 @@ from audit.cli import audit_app
 from audit.verify import verify
 from records.chain import write_batch
 from records.reconcile import ENTRY_KIND, ended_out_of_band, reconcile_incident, reconcile_open
+from records.sealed import opened
 from records.tables import AuditRow, IncidentRecord, SlaOutcome, records_engine
 from reports.schedule import create_reconcile_schedule
 from tests.conftest import StandIns
@@ -99,9 +100,10 @@ def _record(incident_id: str) -> IncidentRecord | None:
 
 
 def _rows(incident_id: str) -> list[AuditRow]:
+    """The incident's rows, their sealed columns opened (records/sealed.py)."""
     with Session(records_engine()) as s:
         query = select(AuditRow).where(AuditRow.incident_id == incident_id)
-        return list(s.exec(query.order_by(col(AuditRow.id))).all())
+        return [opened(r) for r in s.exec(query.order_by(col(AuditRow.id))).all()]
 
 
 def _keys(rows: list[AuditRow]) -> list[tuple[int, int, str]]:

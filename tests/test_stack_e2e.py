@@ -252,6 +252,10 @@ def test_personal_data_never_reaches_the_dev_servers_database(stack: Stack) -> N
     data_dir = Path(env["CR_DATA_DIR"])
     stored = sorted(data_dir.glob("temporal.db*"))
     assert stored and not [p.name for p in stored if canary.encode() in p.read_bytes()]
+    # Nor the records database: its rows are sealed under the incident's data key too.
+    records = sorted(data_dir.glob("records.db*"))
+    assert any(b"sealed:v1:" in p.read_bytes() for p in records)
+    assert not [p.name for p in records if canary.encode() in p.read_bytes()]
     assert oct((data_dir / "master-keys.json").stat().st_mode & 0o777) == "0o600"
     assert "Payloads      sealed (AES-256-GCM)" in stack.log.read_text()
 
