@@ -144,6 +144,12 @@ def configure(
     unconfigure_stdlib()
     root = logging.getLogger()
     root.addHandler(handler)
+    # A server configured with uvicorn's own log config (any one in the process) gives its loggers
+    # handlers that print unredacted and stop propagation: every line comes here instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
     # The libraries' lines from WARNING up, as before they came through here: httpx's INFO line
     # per request (a URL with a query) and the SDK's chatter stay out.
     root.setLevel(max(logging.WARNING, logging.getLevelName(level)))

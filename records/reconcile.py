@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import case, func, update
+from sqlalchemy import and_, case, func, update
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.history.v1 import HistoryEvent
@@ -264,17 +264,15 @@ def _settle(incident_id: str, ending: _Ending) -> Reconciled | None:
         record = s.get(IncidentRecord, incident_id)
         if record is None or record.status in SETTLED:
             return None  # closed by its last batch after all, or another pass got here first
-        written = s.exec(
-            select(AuditRow).where(
-                AuditRow.incident_id == incident_id,
-                AuditRow.action == ENTRY_KIND,
-                AuditRow.run_id == ending.run_id,
+        # One statement, one snapshot: the entry this run already has, and the last seq. (Two
+        # reads could straddle a concurrent pass's write and put a second entry after its own.)
+        ours = and_(col(AuditRow.action) == ENTRY_KIND, col(AuditRow.run_id) == ending.run_id)
+        written, last_seq = s.exec(
+            select(func.max(case((ours, AuditRow.seq))), func.max(AuditRow.seq)).where(
+                AuditRow.incident_id == incident_id
             )
-        ).first()
-        last_seq = s.exec(
-            select(func.max(AuditRow.seq)).where(AuditRow.incident_id == incident_id)
         ).one()
-        seq = written.seq if written is not None else max(record.last_seq, last_seq or -1) + 1
+        seq = written if written is not None else max(record.last_seq, last_seq or -1) + 1
         entry = _entry(seq, record.status, workflow_id_for(incident_id), ending)
         batch = RecordBatch(
             incident_id=incident_id,

@@ -28,7 +28,13 @@ class SandboxServer(uvicorn.Server):
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.app = create_app(settings, dropper=self.abort_client)
         config = uvicorn.Config(
-            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            self.app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            log_config=None,  # uvicorn's own handlers would bypass logs.configure's redaction
         )
         super().__init__(config)
         self._thread: threading.Thread | None = None

@@ -40,7 +40,7 @@ def served(tmp_path, monkeypatch) -> Iterator[Settings]:
     url = settings.effective_database_url
     service.add_person("lena", display_name="Lena", roles=["legal"], actor="admin", url=url)
     config = uvicorn.Config(create_app(settings, client=object()), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
+                            log_level="warning", log_config=None)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -111,11 +111,13 @@ def test_the_dev_server_writes_private_files(tmp_path: Path, open_umask: None):
 def test_incident_up_shows_a_new_intake_secret_once(install: Settings, capsys):
     shown = up._intake_secret(install)
     assert shown is not None and shown.startswith("whsec_")
-    up._print_addresses(install, embedded=True, sandbox=True, token=None, new_secret=shown)
+    up._print_addresses(
+        install, embedded=True, sandbox=True, token=None, keys="sealed", new_secret=shown
+    )
     first = capsys.readouterr().out
     assert shown in first and f"cat {secret_file(install)}" in first
     assert up._intake_secret(install) is None  # the next start shows where it is, not the secret
-    up._print_addresses(install, embedded=True, sandbox=True, token=None)
+    up._print_addresses(install, embedded=True, sandbox=True, token=None, keys="sealed")
     again = capsys.readouterr().out
     assert shown not in again and f"signing secret in {secret_file(install)}" in again
     assert mode(secret_file(install)) == 0o600
@@ -126,7 +128,7 @@ def test_a_configured_secret_is_used_and_never_printed(install: Settings, monkey
     get_settings.cache_clear()
     settings = get_settings()
     assert up._intake_secret(settings) is None and not secret_file(settings).exists()
-    up._print_addresses(settings, embedded=True, sandbox=True, token=None)
+    up._print_addresses(settings, embedded=True, sandbox=True, token=None, keys="sealed")
     out = capsys.readouterr().out
     assert "signed with CR_INTAKE_WEBHOOK_SECRET" in out and "whsec_" not in out
     assert "Y29uZmlndXJlZC1zZWNyZXQ" not in repr(settings)  # a SecretStr: never in a repr or log

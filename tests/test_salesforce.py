@@ -292,7 +292,7 @@ async def test_rest_calls_follow_instance_url_not_the_login_host(
         Route("/{rest:path}", elsewhere, methods=["GET", "POST", "PATCH"]),
     ])  # fmt: skip
     config = uvicorn.Config(login, host="127.0.0.1", port=free_port(), log_level="warning",
-                            lifespan="off")  # fmt: skip
+                            lifespan="off", log_config=None)  # fmt: skip
     with ThreadedServer(uvicorn.Server(config)) as login_host:
         refresh_settings(monkeypatch, salesforce_base_url=login_host.url)
         first = await upsert()
