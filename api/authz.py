@@ -37,6 +37,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     "report": frozenset({"mgr", "auditor", "admin"}),
     "oncall": READERS,
     "roster_admin": frozenset({"admin"}),
+    # destroying an incident's data keys for good: a privacy and legal decision
+    "purge": frozenset({"admin", "privacy", "legal"}),
 }
 
 # playbook -> the group whose members alone may see its incidents
@@ -99,6 +101,7 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("POST", "/incidents/{incident_id}/events", "event"),
     ("POST", "/incidents/{incident_id}/reopen", "reopen"),
     ("GET", "/incidents/{incident_id}/export", "export"),
+    ("POST", "/incidents/{incident_id}/purge", "purge"),
     ("GET", "/reports/sla", "report"),
     ("GET", "/oncall/{role}", "oncall"),
     ("GET", "/people", "roster_admin"),

@@ -60,6 +60,12 @@ class ReopenBody(Body):
     reason: Text = Field(min_length=1)
 
 
+class PurgeBody(Body):
+    """Why the incident's data may be destroyed now (kept in the audit log: no personal data)."""
+
+    reason: str = Field(min_length=1, max_length=300)
+
+
 class TokenBody(Body):
     """A personal token the caller mints for themselves (`incident login --renew`)."""
 

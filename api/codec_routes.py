@@ -28,6 +28,7 @@ from api.errors import Unauthenticated
 from api.routes import playbook_of
 from encryption.codec import WORKFLOW, EncryptionCodec, Keys, is_sealed
 from incidents.service import InvalidRequest
+from records.purge import purged
 from settings import Settings
 from workflows.names import incident_id_of
 
@@ -96,6 +97,9 @@ async def _may_open(request: Request, who: authz.Caller, scope: str, seen: dict[
         allowed = False
         if incident_id is not None and who.roles & authz.ACTIONS["read"]:
             allowed = authz.may_see(who, await playbook_of(request, incident_id))
+            # A purge destroys the key; a process may still hold it cached for a few minutes.
+            url = request.app.state.settings.effective_database_url
+            allowed = allowed and await asyncio.to_thread(purged, incident_id, url) is None
         seen[scope] = allowed
     return seen[scope]
 

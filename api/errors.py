@@ -26,9 +26,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.authz import Forbidden
-from incidents.actions import SignalRefused
+from incidents.actions import IncidentPurged, SignalRefused
 from incidents.service import IncidentClosed, InvalidRequest
 from playbooks.loader import PlaybookError
+from records.purge import IncidentPurged as RecordsPurged
+from records.purge import PurgeRefused
 from roster import journal
 from roster.service import RosterConflict, RosterError
 from workflows.rules import AUTHORIZATION_REFUSALS
@@ -121,6 +123,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RosterError)
     async def _roster_refused(_: Request, err: RosterError) -> JSONResponse:
         return _json(422, "invalid_request", str(err))
+
+    @app.exception_handler(IncidentPurged)
+    async def _purged(_: Request, err: IncidentPurged) -> JSONResponse:
+        return _json(410, "purged", str(err))
+
+    @app.exception_handler(RecordsPurged)
+    async def _records_purged(_: Request, err: RecordsPurged) -> JSONResponse:
+        return _json(410, "purged", str(err))
+
+    @app.exception_handler(PurgeRefused)
+    async def _purge_refused(_: Request, err: PurgeRefused) -> JSONResponse:
+        return _json(409, "purge_refused", str(err))
 
     @app.exception_handler(PlaybookError)
     async def _playbook(_: Request, err: PlaybookError) -> JSONResponse:

@@ -18,11 +18,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api import authz
-from api.bodies import PersonBody, TokenCreateBody
+from api.bodies import PersonBody, PurgeBody, TokenCreateBody
 from api.errors import NotVisible
-from api.routes import caller, client_of, recorded_playbook
+from api.routes import caller, client_of, playbook_of, recorded_playbook
 from audit.export import export_incident
 from incidents.service import InvalidRequest
+from records.purge import IncidentPurged, purge_incident
 from records.tables import iso
 from reports.report import Report, build_report, known_playbooks, parse_since, to_csv
 from roster import service as roster
@@ -50,11 +51,30 @@ async def export(incident_id: str, request: Request, who: Caller) -> JSONRespons
         raise NotVisible(missing)
     try:
         bundle = await export_incident(incident_id, client_of(request))
+    except IncidentPurged:
+        raise  # 410, with when, by whom and why (visibility was checked from the records above)
     except LookupError:
         raise NotVisible(missing, hidden=False) from None  # answers as a hidden one does
     if not authz.may_see(who, bundle["manifest"]["playbook"]):
         raise NotVisible(missing)
     return JSONResponse(bundle)
+
+
+@router.post("/incidents/{incident_id}/purge")
+async def purge(incident_id: str, body: PurgeBody, request: Request, who: Caller) -> dict[str, Any]:
+    """Destroy the incident's data keys (every copy of its data unreadable at once) and record
+    who, when and why; refused (409) while it runs, under a legal hold or before its retention
+    ends (``records/purge.py``)."""
+    authz.check(who, "purge")
+    playbook = await playbook_of(request, incident_id)
+    if playbook is None:
+        raise NotVisible(f"no incident {incident_id}", hidden=False)
+    if not authz.may_see(who, playbook):
+        raise NotVisible(f"no incident {incident_id}")
+    done = await purge_incident(client_of(request), incident_id, body.reason, who.person)
+    return {"incident_id": done.incident_id, "purged_at": iso(done.at), "by": done.by,
+            "reason": done.reason, "keys_destroyed": done.keys_destroyed,
+            "already": done.already}  # fmt: skip
 
 
 # --- the team lead's report --------------------------------------------------------------------

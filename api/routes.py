@@ -119,6 +119,10 @@ async def _visible(request: Request, who: authz.Caller, incident_id: str) -> Any
         if err.status != RPCStatusCode.NOT_FOUND or "already completed" in err.message:
             raise
         raise NotVisible(f"no incident {incident_id}", hidden=False) from None
+    except actions.IncidentPurged:  # 410 Gone, to those who may see it; to others it never was
+        if not authz.may_see(who, await playbook_of(request, incident_id)):
+            raise NotVisible(f"no incident {incident_id}") from None
+        raise
     if not authz.may_see(who, status.playbook):
         raise NotVisible(f"no incident {incident_id}")
     return status

@@ -24,6 +24,7 @@ PEOPLE = {
     "tok-aud": ("audra", {"auditor"}, set()),
     "tok-kim": ("kim", {"ic", "cr"}, {"child-safety"}),
     "tok-lee": ("lee", {"lers", "comms"}, set()),
+    "tok-pia": ("pia", {"privacy"}, set()),
 }
 
 
@@ -161,6 +162,24 @@ async def test_an_event_a_playbook_reserves_to_a_role_is_refused_to_others(api, 
     ]
 
 
+async def test_purge_is_privacy_or_legal_and_refused_while_the_incident_runs(api, h):
+    iid = f"API-P-{uuid.uuid4().hex[:6]}"
+    body = {"playbook": "physical-safety", "summary": "assault", "fields": PHYSICAL, "id": iid}
+    assert (await api.post("/incidents", json=body, headers=as_("tok-casey"))).status_code == 201
+    h.handles.append(handle(h.client, iid))
+    why = {"reason": "retention ended"}
+    r = await api.post(f"/incidents/{iid}/purge", json=why, headers=as_("tok-casey"))
+    assert r.status_code == 403 and "legal, privacy" in r.json()["message"]
+    r = await api.post(f"/incidents/{iid}/purge", json=why, headers=as_("tok-pia"))
+    assert (r.status_code, r.json()["error"]) == (409, "purge_refused"), r.text
+    # (this harness keeps no records; tests/test_purge.py refuses a running one with them)
+    assert (await api.get(f"/incidents/{iid}", headers=as_("tok-pia"))).status_code == 200
+    r = await api.post("/incidents/NO-SUCH-2/purge", json=why, headers=as_("tok-pia"))
+    assert r.status_code == 404
+    r = await api.post(f"/incidents/{iid}/purge", json={"reason": ""}, headers=as_("tok-pia"))
+    assert r.status_code == 422 and r.json()["field"] == "reason"
+
+
 CMD = {"ic", "cr", "cr_lead", "mgr", "admin"}
 SPEC = {"lers", "legal", "privacy", "sec", "comms", "child_safety", "data", "food_safety",
         "catalog_ops", "retail_mgr"}  # fmt: skip
@@ -174,7 +193,7 @@ def test_the_role_matrix_row_by_row():
         "event": CMD | SPEC | {"intake"}, "read": CMD | SPEC | {"auditor"},
         "list": CMD | SPEC | {"auditor"}, "export": {"auditor", "legal", "admin"},
         "report": {"mgr", "auditor", "admin"}, "oncall": CMD | SPEC | {"auditor"},
-        "roster_admin": {"admin"},
+        "roster_admin": {"admin"}, "purge": {"admin", "privacy", "legal"},
     }  # fmt: skip
     assert {action: set(roles) for action, roles in ACTIONS.items()} == expected
     assert "auditor" not in ACTIONS["close"] | ACTIONS["event"] | ACTIONS["open"]
