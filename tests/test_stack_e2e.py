@@ -259,6 +259,18 @@ def test_personal_data_never_reaches_the_dev_servers_database(stack: Stack) -> N
     assert oct((data_dir / "master-keys.json").stat().st_mode & 0o777) == "0o600"
     assert "Payloads      sealed (AES-256-GCM)" in stack.log.read_text()
 
+    # An auditor's export is sealed too, and no file of the data directory holds the canary in
+    # clear (logs included), but what the emulated vendors received: a real Salesforce keeps the
+    # case it was sent.
+    export = data_dir.parent / f"{incident}.json"
+    cli(env, "audit", "export", incident, "--out", str(export))
+    assert canary.encode() not in export.read_bytes()
+    vendor_side = {"sandbox-state.json", "sandbox-state.json.lock"}
+    files = [p for p in data_dir.rglob("*") if p.is_file() and p.name not in vendor_side]
+    assert len(files) > 10
+    leaked = [str(p.relative_to(data_dir)) for p in files if canary.encode() in p.read_bytes()]
+    assert leaked == []
+
     # `temporal` itself shows ciphertext, and plaintext only through the API's codec server for
     # a signed-in reader.
     from stack.devserver import temporal_binary
