@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-api chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-api bench-scale chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: install
 # `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.
 bench-api: install
 	$(BIN)/python -m bench.api_latency $(ARGS)
+
+# Many open incidents at once (timers, then approvals), 1..N worker processes (bench/scale.py);
+# `make bench-scale ARGS="--incidents 10000 --workers 2"`.
+bench-scale: install
+	$(BIN)/python -m bench.scale $(ARGS)
 
 # Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
 # and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.
