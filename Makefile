@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-api chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-api bench-cli chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: install
 # `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.
 bench-api: install
 	$(BIN)/python -m bench.api_latency $(ARGS)
+
+# An `incident` command's wall time, process start to exit: p50, p99, mean of status, list and
+# approve on `incident up` and with the API down (bench/cli_latency.py); `ARGS="--n 50"`.
+bench-cli: install
+	$(BIN)/python -m bench.cli_latency $(ARGS)
 
 # Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
 # and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.
