@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-api bench-scale chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-api bench-cli bench-scale chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-api: install
 # `make bench-scale ARGS="--incidents 10000 --workers 2"`.
 bench-scale: install
 	$(BIN)/python -m bench.scale $(ARGS)
+
+# An `incident` command's wall time, process start to exit: p50, p99, mean of status, list and
+# approve on `incident up` and with the API down (bench/cli_latency.py); `ARGS="--n 50"`.
+bench-cli: install
+	$(BIN)/python -m bench.cli_latency $(ARGS)
 
 # Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
 # and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.
