@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from records import board
 from records.sealed import RESOLUTION, Sealer
 from records.tables import IncidentRecord, SlaOutcome, iso, utc
 from workflows.models import IncidentState, RecordBatch, SlaClock, TimelineEntry
@@ -53,6 +54,7 @@ def project(s: Session, batch: RecordBatch, state: IncidentState, sealer: Sealer
     s.add(record)
     for clock in state.clocks.values():
         _upsert_outcome(s, batch.incident_id, clock)
+    board.upsert(s, batch.incident_id, state)
 
 
 def _escalated(state: IncidentState, entries: list[TimelineEntry]) -> bool:

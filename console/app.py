@@ -1,0 +1,71 @@
+"""The web console, served by the API's own application under ``/console``: the same process,
+Temporal connection, signing keys, role matrix and error handlers, so a console page reads what
+the API reads and a console action is an API action (``console/act.py``).
+
+``create_app`` is the API's ``create_app`` plus the console; ``incident up`` (``make run``) serves
+it on ``CR_API_HOST``:``CR_API_PORT`` and prints ``http://.../console``. Nothing else imports
+the console. Every asset is in ``console/static`` (htmx and its SSE extension vendored): the
+console needs no internet, no CDN and no web font.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from api.app import Authenticate
+from api.app import create_app as create_api
+from console import act, audit_pages, lead, live, oidc, pages, session
+from console.verdict import Verdict
+from console.web import HERE, page
+from settings import Settings, get_settings
+
+
+def install(app: FastAPI) -> FastAPI:
+    """Add the console's pages, actions, stream and static files to the API's ``app``."""
+    settings: Settings = app.state.settings
+    app.state.console_key = session.session_key(settings)
+    for router in (pages.router, act.router, live.router, audit_pages.router, lead.router,
+                   oidc.router):  # fmt: skip
+        app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
+
+    @app.exception_handler(session.SignInRequired)
+    async def _sign_in(request: Request, err: session.SignInRequired) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        where = f"/console/signin?next={quote(target)}"
+        if request.headers.get("hx-request"):  # a fragment: send the whole page to sign in
+            return Response(status_code=401, headers={"HX-Redirect": where})
+        return RedirectResponse(where, 303)
+
+    @app.exception_handler(session.CsrfRefused)
+    async def _csrf(request: Request, err: session.CsrfRefused) -> Response:
+        return page(request, "refused.html", None, 403, verdict=Verdict(False, 403, str(err)))
+
+    return app
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    authenticate: Authenticate | None = None,
+    client: object | None = None,
+) -> FastAPI:
+    """The API with the console under ``/console`` (arguments as ``api.app.create_app``)."""
+    return install(create_api(settings, authenticate=authenticate, client=client))
+
+
+def build_server(settings: Settings | None = None) -> uvicorn.Server:
+    """A uvicorn server for the API and the console on ``CR_API_HOST``:``CR_API_PORT``; open
+    live streams do not hold a shutdown for more than two seconds."""
+    settings = settings or get_settings()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning",
+        access_log=False, log_config=None, timeout_graceful_shutdown=2,
+    )  # fmt: skip
+    return uvicorn.Server(config)

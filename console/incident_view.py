@@ -1,0 +1,166 @@
+"""One incident as its page shows it, gathered through the API's own reads: the status and the
+timeline behind the API's visibility check (``api.routes.status``), the playbook from the
+incident's pinned snapshot, its clocks with the statutory ones marked, the three nearest
+deadlines, and the links to its Salesforce Case and to the Temporal Web UI.
+
+An incident Temporal no longer has (retention passed) is read from the records and the archive,
+after the same visibility rule (``api.authz.may_see``) on its recorded playbook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+from api import authz, routes
+from api.errors import NotVisible
+from console import board, graph
+from incidents import actions
+from playbooks.schema import Playbook, Sla
+from records.archive import archived_runs, decode_start, history_of
+from records.timeline import entries_before
+from workflows.incident import IncidentWorkflow
+from workflows.models import ACK_CLOCK, RESOLVE_CLOCK, ClockView, IncidentStatus, TimelineEntry
+from workflows.names import workflow_id_for
+
+RUNNING_STATES = ("on_track", "warned", "breached")
+CLOCK_ICONS = {"on_track": "\u25f7", "warned": "\u26a0", "breached": "\u2716", "paused": "\u23f8",
+               "met": "\u2713", "met_late": "\u2713", "stopped": "\u25a0",
+               "not_met": "\u2013"}  # fmt: skip
+EVERYTHING = 10**9
+
+
+@dataclass
+class Clock:
+    """A clock as the page shows it: its state in words and icon, and whether it is statutory."""
+
+    view: ClockView
+    statutory: bool
+    icon: str
+
+    @property
+    def ticking(self) -> bool:
+        return self.view.state in RUNNING_STATES and self.view.due_at is not None
+
+
+@dataclass
+class IncidentPage:
+    incident_id: str
+    live: bool  # False: read from the records and the archive (Temporal no longer has it)
+    status: IncidentStatus | None
+    row: board.Row | None
+    timeline: list[TimelineEntry]
+    playbook: Playbook | None
+    clocks: list[Clock] = field(default_factory=list)
+    nearest: list[Clock] = field(default_factory=list)
+    graph_svg: str = ""
+    graph_outline: str = ""
+    case_url: str | None = None
+    temporal_url: str = ""
+    events: list[str] = field(default_factory=list)
+
+
+def sla_of(playbook: Playbook | None, clock: str) -> Sla | None:
+    if playbook is None:
+        return None
+    if clock == ACK_CLOCK:
+        return playbook.sla.acknowledge
+    if clock == RESOLVE_CLOCK:
+        return playbook.sla.resolve
+    step = next((s for s in playbook.iter_steps() if s.id == clock), None)
+    return step.sla if step is not None else None
+
+
+def clocks_of(status: IncidentStatus, playbook: Playbook | None) -> list[Clock]:
+    out = []
+    for view in status.clocks:
+        sla = sla_of(playbook, view.name)
+        out.append(Clock(view, bool(sla and sla.legal), CLOCK_ICONS.get(view.state, "")))
+    return out
+
+
+def _case_url(request: Request, timeline: list[TimelineEntry]) -> str | None:
+    settings = request.app.state.settings
+    case = next((e.data["case_id"] for e in reversed(timeline) if e.data.get("case_id")), None)
+    if case is None:
+        return None
+    base = (settings.salesforce_base_url or settings.sandbox_url).rstrip("/")
+    return f"{base}/lightning/r/Case/{case}/view"
+
+
+async def _snapshot(request: Request, incident_id: str) -> Playbook | None:
+    try:
+        inp = await actions.handle(routes.client_of(request), incident_id).query(
+            IncidentWorkflow.continuation
+        )
+    except Exception:  # noqa: BLE001 - the page still shows everything else
+        return None
+    return inp.playbook  # type: ignore[no-any-return]
+
+
+def _archived_snapshot(incident_id: str) -> Playbook | None:
+    for run in archived_runs(incident_id):
+        start = decode_start(history_of(run).events[0])
+        if start is not None:
+            return start.playbook
+    return None
+
+
+async def _from_records(request: Request, who: authz.Caller, incident_id: str) -> IncidentPage:
+    url = request.app.state.settings.effective_database_url
+    row = await asyncio.to_thread(board.record_row, url, incident_id)
+    if row is None:
+        raise NotVisible(f"no incident {incident_id}", hidden=False)
+    if not authz.may_see(who, row.playbook):
+        raise NotVisible(f"no incident {incident_id}")
+    timeline = await asyncio.to_thread(entries_before, incident_id, EVERYTHING, url)
+    playbook = await asyncio.to_thread(_archived_snapshot, incident_id)
+    return IncidentPage(incident_id, False, None, row, timeline, playbook)
+
+
+async def gather(request: Request, who: authz.Caller, incident_id: str) -> IncidentPage:
+    """Everything the incident page shows (NotVisible, Forbidden ... as the API raises them)."""
+    try:
+        status: IncidentStatus = await routes.status(incident_id, request, who)
+    except NotVisible as err:
+        if err.hidden:
+            raise
+        view = await _from_records(request, who, incident_id)
+    else:
+        timeline, playbook = await asyncio.gather(
+            actions.timeline(routes.client_of(request), incident_id),
+            _snapshot(request, incident_id),
+        )
+        view = IncidentPage(incident_id, True, status, None, timeline, playbook)
+        view.clocks = clocks_of(status, playbook)
+        ticking = [c for c in view.clocks if c.ticking]
+        view.nearest = sorted(ticking, key=lambda c: c.view.due_at or datetime.max)[:3]
+    settings = request.app.state.settings
+    view.temporal_url = (f"http://127.0.0.1:{settings.ui_port}/namespaces/"
+                         f"{settings.temporal_namespace}/workflows/{workflow_id_for(incident_id)}")  # fmt: skip
+    view.case_url = _case_url(request, view.timeline)
+    if view.playbook is not None:
+        states = graph.step_states(view.status, view.timeline)
+        nodes = graph.tree(view.playbook, states)
+        view.graph_svg = graph.svg(nodes, f"Playbook {view.playbook.name} v{view.playbook.version}")
+        view.graph_outline = graph.outline(nodes)
+        view.events = sorted(view.playbook.events)
+    return view
+
+
+def describe(result: Any) -> str:
+    """A successful action's answer in one line (the entry the incident recorded, or the
+    decision's outcome)."""
+    if isinstance(result, TimelineEntry):
+        text = f"{result.kind.replace('_', ' ')} recorded (entry {result.seq})"
+        return f"{text}: {result.detail}" if result.detail else text
+    outcome = getattr(result, "outcome", None)
+    if outcome is not None:
+        return f"decision on {result.step_id}: {str(outcome).replace('_', ' ')}"
+    if isinstance(result, dict):
+        return f"incident {result.get('incident_id', '')} reopened"
+    return "done"

@@ -1,0 +1,152 @@
+"""The console's pieces that need no Temporal: the auditor's bundle checked offline, console
+passwords, the session cookie, and OpenID Connect sign-in against a stub provider (no network:
+its discovery document, keys and token endpoint answer from an httpx mock transport)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+import zipfile
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from pydantic import SecretStr
+
+from audit.bundle import tamper_failures
+from audit.replay import load_document, replay
+from playbooks.loader import content_hash
+from playbooks.schema import Playbook
+from roster import passwords, service
+from settings import Settings
+from tests.records_db import both_backends, records_url
+
+pytestmark = [
+    both_backends,
+    pytest.mark.usefixtures(records_url.__name__),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+
+async def verify_bundle(z: zipfile.ZipFile, incident_id: str) -> None:
+    """What an auditor checks offline: every file's SHA-256, the export replays untampered, the
+    chain held, the snapshot hashes to the pinned hash, the timeline CSV has the entries."""
+    manifest = json.loads(z.read("MANIFEST.json"))
+    assert manifest["incident_id"] == incident_id
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256(z.read(name)).hexdigest() == digest, name
+    document = json.loads(z.read("export.json"))
+    items = load_document(document, "bundle")
+    assert items and tamper_failures(items) == [] and await replay(items) == []
+    assert json.loads(z.read("chain.json"))["ok"] is True
+    snapshot = json.loads(z.read("playbook.json"))
+    pinned = document["manifest"]["playbook_hash"]
+    assert content_hash(Playbook.model_validate(snapshot["playbook"])) == pinned
+    rows = list(csv.reader(io.StringIO(z.read("timeline.csv").decode())))
+    assert rows[0][:3] == ["seq", "at_utc", "actor"] and any(r[4] == "opened" for r in rows[1:])
+
+
+def test_passwords_are_scrypt_hashed_checked_and_refused_when_short(records_url: str):
+    service.add_person("pw-ann", display_name="Ann", roles=["ic"], actor="t", url=records_url)
+    assert not passwords.check_password("pw-ann", "anything at all", url=records_url)
+    with pytest.raises(service.RosterError, match="password: at least 12"):
+        passwords.set_password("pw-ann", "short", actor="t", url=records_url)
+    with pytest.raises(service.RosterError, match="no person"):
+        passwords.set_password("pw-nobody", "long enough pass", actor="t", url=records_url)
+    passwords.set_password("pw-ann", "long enough pass", actor="t", url=records_url)
+    assert passwords.check_password("pw-ann", "long enough pass", url=records_url)
+    assert not passwords.check_password("pw-ann", "long enough pasS", url=records_url)
+    service.deactivate_person("pw-ann", actor="t", url=records_url)
+    assert not passwords.check_password("pw-ann", "long enough pass", url=records_url)
+    stored = passwords.hash_password("x" * 12)
+    assert stored.startswith("16384$8$1$") and "x" * 12 not in stored
+
+
+# --- OpenID Connect against a stub provider ----------------------------------------------------
+
+ISSUER = "https://idp.example"
+
+
+class StubProvider:
+    """Discovery, keys and the token endpoint of an identity provider, answering in process."""
+
+    def __init__(self) -> None:
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+        self.claims: dict[str, Any] = {}
+        self.nonce = ""
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json={
+                "issuer": ISSUER, "authorization_endpoint": f"{ISSUER}/authorize",
+                "token_endpoint": f"{ISSUER}/token", "jwks_uri": f"{ISSUER}/jwks"})  # fmt: skip
+        if path == "/jwks":
+            return httpx.Response(200, json={"keys": [self.key.as_dict(private=False)]})
+        if path == "/token":
+            now = int(time.time())
+            claims = {"iss": ISSUER, "aud": "console-client", "iat": now, "exp": now + 300,
+                      "nonce": self.nonce, **self.claims}  # fmt: skip
+            token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
+            return httpx.Response(200, json={"access_token": "at", "token_type": "Bearer",
+                                             "id_token": token, "expires_in": 300})  # fmt: skip
+        return httpx.Response(404)
+
+
+@pytest.fixture
+def oidc_app(tmp_path: Any, records_url: str) -> tuple[Any, StubProvider]:
+    from console.app import create_app
+
+    settings = Settings(data_dir=tmp_path, database_url=SecretStr(records_url),
+                        oidc_issuer=ISSUER, oidc_client_id=SecretStr("console-client"),
+                        oidc_client_secret=SecretStr("s3cret"))  # fmt: skip
+    app = create_app(settings, client=object())
+    stub = StubProvider()
+    app.state.oidc_transport = httpx.MockTransport(stub.handler)
+    service.add_person("oidc-olga", display_name="Olga", email="olga@example.com", roles=["ic"],
+                       actor="t", url=records_url)  # fmt: skip
+    return app, stub
+
+
+async def _flow(app: Any, stub: StubProvider, claims: dict[str, Any]) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+        r = await c.get("/console/signin/oidc?next=/console/approvals")
+        assert r.status_code == 303
+        query = parse_qs(urlparse(r.headers["location"]).query)
+        assert query["client_id"] == ["console-client"] and "openid" in query["scope"][0]
+        stub.nonce, stub.claims = query["nonce"][0], claims
+        r = await c.get(f"/console/signin/oidc/callback?code=abc&state={query['state'][0]}")
+        if r.status_code == 303:
+            r2 = await c.get(r.headers["location"])
+            assert r2.status_code == 200 and "Signed in as <strong>oidc-olga</strong>" in r2.text
+        return r
+
+
+async def test_oidc_maps_the_subject_or_verified_email_to_a_roster_person(oidc_app: Any):
+    app, stub = oidc_app
+    r = await _flow(app, stub, {"sub": "oidc-olga"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/approvals"
+    r = await _flow(app, stub, {"sub": "00u1abc", "email": "Olga@example.com"})
+    assert r.status_code == 303
+    r = await _flow(app, stub, {"sub": "00u1abc", "email": "olga@example.com",
+                                "email_verified": False})  # fmt: skip
+    assert r.status_code == 403 and "is not a person on the roster" in r.text
+    r = await _flow(app, stub, {"sub": "stranger"})
+    assert r.status_code == 403 and "sub: &#39;stranger&#39;" in r.text
+
+
+async def test_oidc_refuses_a_forged_state_or_a_token_for_another_client(oidc_app: Any):
+    app, stub = oidc_app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+        r = await c.get("/console/signin/oidc/callback?code=abc&state=forged")
+        assert r.status_code == 403 and "state:" in r.text
+    r = await _flow(app, stub, {"sub": "oidc-olga", "aud": "another-client"})
+    assert r.status_code == 403 and "aud" in r.text
