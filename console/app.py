@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.app import Authenticate
 from api.app import create_app as create_api
-from console import act, audit_pages, lead, live, oidc, pages, session
+from console import act, audit_pages, case, lead, live, oidc, pages, session
 from console.verdict import Verdict
 from console.web import HERE, page
 from settings import Settings, get_settings
@@ -30,7 +30,7 @@ def install(app: FastAPI) -> FastAPI:
     settings: Settings = app.state.settings
     app.state.console_key = session.session_key(settings)
     for router in (pages.router, act.router, live.router, audit_pages.router, lead.router,
-                   oidc.router):  # fmt: skip
+                   oidc.router, case.router):  # fmt: skip
         app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
 

@@ -101,7 +101,7 @@ def svg(nodes: list[Node], title: str) -> str:
         icon, word, fill, stroke = STATES[n.state]
         heavy = ' stroke-width="3"' if n.state in ("running", "failed") else ""
         dash = ' stroke-dasharray="4 3"' if n.state == "pending" else ""
-        label = n.label if len(n.label) <= 40 else n.label[:39] + "\u2026"
+        label = n.label if len(n.label) <= 36 else n.label[:35] + "\u2026"
         parts.append(
             f'<g class="g-step g-{n.state}"><rect x="{x}" y="{y}" width="{W}" height="{H}" '
             f'rx="6" fill="{fill}" stroke="{stroke}"{heavy}{dash}/>'

@@ -32,6 +32,7 @@ CLOCK_ICONS = {"on_track": "\u25f7", "warned": "\u26a0", "breached": "\u2716", "
                "met": "\u2713", "met_late": "\u2713", "stopped": "\u25a0",
                "not_met": "\u2013"}  # fmt: skip
 EVERYTHING = 10**9
+CASE_OPERATION = "salesforce.upsert_case"
 
 
 @dataclass
@@ -83,13 +84,17 @@ def clocks_of(status: IncidentStatus, playbook: Playbook | None) -> list[Clock]:
     return out
 
 
-def _case_url(request: Request, timeline: list[TimelineEntry]) -> str | None:
-    settings = request.app.state.settings
-    case = next((e.data["case_id"] for e in reversed(timeline) if e.data.get("case_id")), None)
-    if case is None:
+def _case_url(
+    incident_id: str, playbook: Playbook | None, timeline: list[TimelineEntry]
+) -> str | None:
+    """The console's link to the incident's Salesforce Case, once a step made it (the Case is
+    looked up by its ``Incident_Id__c`` when the link is followed: ``console/case.py``)."""
+    if playbook is None:
         return None
-    base = (settings.salesforce_base_url or settings.sandbox_url).rstrip("/")
-    return f"{base}/lightning/r/Case/{case}/view"
+    upserts = {s.id for s in playbook.iter_steps() if getattr(s, "activity", "") == CASE_OPERATION}
+    if not any(e.kind == "step_completed" and e.step in upserts for e in timeline):
+        return None
+    return f"/console/incidents/{incident_id}/case"
 
 
 async def _snapshot(request: Request, incident_id: str) -> Playbook | None:
@@ -142,7 +147,7 @@ async def gather(request: Request, who: authz.Caller, incident_id: str) -> Incid
     settings = request.app.state.settings
     view.temporal_url = (f"http://127.0.0.1:{settings.ui_port}/namespaces/"
                          f"{settings.temporal_namespace}/workflows/{workflow_id_for(incident_id)}")  # fmt: skip
-    view.case_url = _case_url(request, view.timeline)
+    view.case_url = _case_url(incident_id, view.playbook, view.timeline)
     if view.playbook is not None:
         states = graph.step_states(view.status, view.timeline)
         nodes = graph.tree(view.playbook, states)

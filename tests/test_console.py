@@ -20,6 +20,7 @@ from activities.records import append
 from console.app import create_app
 from incidents.actions import handle
 from records.tables import IncidentBoard, records_engine
+from sandbox.server import free_port
 from settings import Settings, get_settings
 from tests.console_support import cast, playbooks_dir, sign_in
 from workflows.incident import IncidentWorkflow
@@ -73,7 +74,8 @@ class Console:
 async def con(hr: Any, tmp_path: Any) -> AsyncIterator[Console]:
     url = get_settings().effective_database_url  # where the records activity writes
     settings = Settings(task_queue=hr.task_queue, data_dir=tmp_path, database_url=SecretStr(url),
-                        playbooks_dir=playbooks_dir(tmp_path / "playbooks"))  # fmt: skip
+                        playbooks_dir=playbooks_dir(tmp_path / "playbooks"),
+                        sandbox_port=free_port())  # nothing answers as Salesforce here  # fmt: skip
     app = create_app(settings, client=hr.client)
     console = Console(app, await asyncio.to_thread(cast, url), url)
     yield console
@@ -149,6 +151,7 @@ async def test_commander_acts_and_each_answer_is_the_servers(con: Console, hr: A
     html = page.text
     assert "<svg" in html and "Text outline of the playbook" in html and "(current step)" in html
     assert "statutory: never pauses" in html and "Temporal Web UI" in html
+    assert f'href="/console/incidents/{iid}/case"' in html  # open-case (upsert_case) is done
     assert "Nearest deadlines" in html and "legal-approval" in html
 
     r = await audra.post(f"/console/incidents/{iid}/act/ack", data=con.form(audra))
@@ -180,6 +183,8 @@ async def test_commander_acts_and_each_answer_is_the_servers(con: Console, hr: A
     acked = next(e for e in timeline if e.kind == "acknowledged")
     assert (acked.actor, acked.role) == ("cc-casey", "ic")  # the signed-in person, as the API
 
+    case = await casey.get(f"/console/incidents/{iid}/case")  # no Salesforce in this suite
+    assert case.status_code == 502 and "salesforce: the Case could not be looked up" in case.text
     r = await casey.post(f"/console/incidents/{iid}/act/close", data=con.form(casey, reason="done"))
     assert r.status_code == 200 and "closed" in r.text
     r = await casey.post(f"/console/incidents/{iid}/reopen", data=con.form(casey, reason=""))

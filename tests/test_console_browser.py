@@ -131,6 +131,9 @@ def test_a_commander_opens_acks_and_escalates(stack: Stack, browser: Any) -> Non
     wait_text(page, "[role=status]", "recorded")
     assert page.locator(".facts .sev").first.inner_text() == "SEV1"  # the server's state, redrawn
     assert "(current step)" in page.locator(".outline").inner_text()
+    case = page.get_by_role("link", name="Salesforce Case").get_attribute("href")
+    found = page.request.get(base(stack) + str(case), max_redirects=0)
+    assert found.status == 303 and "/lightning/r/Case/" in found.headers["location"]
     shot(page, "incident")
 
 
