@@ -33,6 +33,8 @@ CLOCK_ICONS = {"on_track": "\u25f7", "warned": "\u26a0", "breached": "\u2716", "
                "not_met": "\u2013"}  # fmt: skip
 EVERYTHING = 10**9
 CASE_OPERATION = "salesforce.upsert_case"
+_LOCKS: dict[str, asyncio.Lock] = {}
+_SNAPSHOTS: dict[tuple[str, str], Playbook] = {}
 
 
 @dataclass
@@ -127,19 +129,43 @@ async def _from_records(request: Request, who: authz.Caller, incident_id: str) -
     return IncidentPage(incident_id, False, None, row, timeline, playbook)
 
 
+def _one_at_a_time(incident_id: str) -> asyncio.Lock:
+    """The lock serialising this process's queries to one incident: without a workflow cache
+    every query replays the history, and a dozen at once on one run (every open page refreshing
+    on the same change) time out, where one after another each takes a tenth of a second."""
+    lock = _LOCKS.get(incident_id)
+    if lock is None:
+        if len(_LOCKS) > 1024:
+            _LOCKS.clear()  # a lock held now stays referenced by its holder
+        lock = _LOCKS[incident_id] = asyncio.Lock()
+    return lock
+
+
+async def _snapshot_once(request: Request, status: IncidentStatus) -> Playbook | None:
+    """The pinned playbook, queried once per incident and playbook hash (it never changes)."""
+    key = (status.incident_id, status.playbook_hash)
+    if key not in _SNAPSHOTS:
+        found = await _snapshot(request, status.incident_id)
+        if found is None:
+            return None
+        if len(_SNAPSHOTS) > 256:
+            _SNAPSHOTS.clear()
+        _SNAPSHOTS[key] = found
+    return _SNAPSHOTS[key]
+
+
 async def gather(request: Request, who: authz.Caller, incident_id: str) -> IncidentPage:
     """Everything the incident page shows (NotVisible, Forbidden ... as the API raises them)."""
     try:
-        status: IncidentStatus = await routes.status(incident_id, request, who)
+        async with _one_at_a_time(incident_id):
+            status: IncidentStatus = await routes.status(incident_id, request, who)
+            timeline = await actions.timeline(routes.client_of(request), incident_id)
+            playbook = await _snapshot_once(request, status)
     except NotVisible as err:
         if err.hidden:
             raise
         view = await _from_records(request, who, incident_id)
     else:
-        timeline, playbook = await asyncio.gather(
-            actions.timeline(routes.client_of(request), incident_id),
-            _snapshot(request, incident_id),
-        )
         view = IncidentPage(incident_id, True, status, None, timeline, playbook)
         view.clocks = clocks_of(status, playbook)
         ticking = [c for c in view.clocks if c.ticking]
