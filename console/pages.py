@@ -99,12 +99,9 @@ async def _rows(request: Request, who: Viewer, f: board.Filters) -> list[board.R
 
 
 async def _playbooks(request: Request, who: Viewer) -> list[str]:
-    from reports.report import known_playbooks
-
     settings = request.app.state.settings
-    known = await asyncio.to_thread(known_playbooks, settings.playbooks_dir,
-                                    settings.effective_database_url)  # fmt: skip
-    return sorted(p for p in known if authz.may_see(who, p))
+    return await asyncio.to_thread(board.known_playbooks, settings.playbooks_dir,
+                                   settings.effective_database_url, who)  # fmt: skip
 
 
 @router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
@@ -118,7 +115,7 @@ async def incidents(request: Request, status: str = "active", severity: str = ""
     except authz.Forbidden as err:
         return await refusal_page(request, who, err)
     return page(request, "incidents.html", who, rows=rows, f=f, query=urlencode(f.query()),
-                playbooks=await _playbooks(request, who), statuses=board.STATUSES,
+                playbooks=await _playbooks(request, who), statuses=board.STATUSES, limit=board.PAGE,
                 severities=board.SEVERITIES)  # fmt: skip
 
 
