@@ -194,20 +194,18 @@ def inbox(url: str, who: authz.Caller) -> list[Pending]:
     return sorted(found, key=lambda p: (p.due_at or far, p.incident_id))
 
 
-def changed_since(url: str, since: datetime, who: authz.Caller) -> tuple[datetime, list[str]]:
-    """Incidents whose records changed after ``since`` (at most 50 ids), and the newest change."""
-    where: list[ColumnElement[bool]] = [col(IncidentRecord.updated_at) > since]
-    if hidden := _hidden(who):
-        where.append(col(IncidentRecord.playbook).not_in(hidden))
+def changed_since(url: str, since: datetime) -> tuple[datetime, list[tuple[str, str]]]:
+    """Incidents whose records changed after ``since`` (at most 200: (id, playbook)), and the
+    newest change; the live stream filters them per person."""
     with Session(records_engine(url)) as s:
         rows = s.exec(
-            select(IncidentRecord.incident_id, IncidentRecord.updated_at)
-            .where(*where)
+            select(IncidentRecord.incident_id, IncidentRecord.playbook, IncidentRecord.updated_at)
+            .where(col(IncidentRecord.updated_at) > since)
             .order_by(col(IncidentRecord.updated_at).desc())
-            .limit(50)
+            .limit(200)
         ).all()
-    newest = max((utc(at) for _, at in rows), default=since)
-    return newest, [i for i, _ in rows]
+    newest = max((utc(at) for _, _, at in rows), default=since)
+    return newest, [(i, pb) for i, pb, _ in rows]
 
 
 def latest_change(url: str) -> datetime:

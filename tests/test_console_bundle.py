@@ -4,6 +4,7 @@ its discovery document, keys and token endpoint answer from an httpx mock transp
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -150,3 +151,44 @@ async def test_oidc_refuses_a_forged_state_or_a_token_for_another_client(oidc_ap
         assert r.status_code == 403 and "state:" in r.text
     r = await _flow(app, stub, {"sub": "oidc-olga", "aud": "another-client"})
     assert r.status_code == 403 and "aud" in r.text
+
+
+async def test_the_live_stream_never_names_a_restricted_incident_to_an_outsider(monkeypatch):
+    """One watcher per process reads the changes; each stream sends only what its person may see."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from console import board, live
+    from console.session import Viewer
+
+    epoch = datetime.fromtimestamp(0, UTC)
+    later = datetime.fromtimestamp(1, UTC)
+
+    def changed(url: str, since: datetime) -> tuple[datetime, list[tuple[str, str]]]:
+        """Two changes, once per watcher (its ``since`` moves past them)."""
+        if since > epoch:
+            return since, []
+        return later, [("CS-1", "child-safety"), ("PS-1", "physical-safety")]
+
+    monkeypatch.setattr(board, "latest_change", lambda url: epoch)
+    monkeypatch.setattr(board, "changed_since", changed)
+    state = SimpleNamespace(settings=Settings(console_poll_seconds=0.3))  # both subscribe first
+
+    class Req:
+        app = SimpleNamespace(state=state)
+
+        async def is_disconnected(self) -> bool:
+            return False
+
+    outsider = Viewer("o", frozenset({"ic"}), frozenset(), "x")
+    member = Viewer("m", frozenset({"ic"}), frozenset({"child-safety"}), "x")
+    streams = [live._stream(Req(), who) for who in (outsider, member)]  # type: ignore[arg-type]
+    for s in streams:
+        assert await anext(s) == "retry: 2000\n\n"
+    got = [await asyncio.wait_for(anext(s), 5) for s in streams]
+    assert got == ["event: changed\ndata: PS-1\n\n", "event: changed\ndata: CS-1 PS-1\n\n"]
+    watcher = state.console_watcher
+    assert len(watcher.streams) == 2
+    for s in streams:
+        await s.aclose()
+    assert watcher.streams == set()
