@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.records import append
 from console.app import create_app
@@ -312,3 +313,45 @@ def test_every_asset_is_vendored_and_no_page_names_a_cdn():
         assert "https://" not in text and "http://" not in text and "@import" not in text, path
     css = (HERE / "static" / "console.css").read_text()
     assert "@font-face" not in css and "url(" not in css
+
+
+async def test_an_incident_past_temporals_retention_is_read_from_the_records_and_archive(
+    con: Console, hr: Any
+):
+    """Closed, archived, then gone from Temporal: the incident page and the auditor's page still
+    show it, from the records and the archived history (the visibility rule unchanged)."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+
+    from records.archive import store
+
+    casey, audra = await con.as_("cc-casey"), await con.as_("cc-audra")
+    iid = await con.open("cc-casey")
+    target = handle(hr.client, iid)
+    await board_row(con.url, iid, lambda r: "legal-approval" in r.steps)
+    r = await casey.post(f"/console/incidents/{iid}/act/close", data=con.form(casey, reason="ok"))
+    assert r.status_code == 200
+    await hr.closed(target)
+    await board_row(con.url, iid, lambda r: r.steps == "")
+    history = await target.fetch_history()
+    await asyncio.to_thread(store, iid, [history], [])
+    await hr.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(namespace=hr.client.namespace,
+                                       workflow_execution=WorkflowExecution(workflow_id=target.id))
+    )  # fmt: skip
+    while True:  # deletion is asynchronous (the dev server takes half a minute)
+        try:
+            await target.describe()
+        except RPCError as err:
+            assert err.status == RPCStatusCode.NOT_FOUND
+            break
+        await asyncio.sleep(0.2)
+    page = await casey.get(f"/console/incidents/{iid}")
+    assert page.status_code == 200 and "Temporal no longer has this incident" in page.text, (
+        page.text[page.text.find("<main") :][:1500]
+    )
+    assert "closed" in page.text and "Legal approves the disclosure" in page.text  # the graph
+    r = await audra.get(f"/console/audit/{iid}")
+    assert r.status_code == 200 and "archive" in r.text and "replays" in r.text, r.text[:3000]
+    kim = await con.as_("cc-kim")
+    assert (await kim.get(f"/console/incidents/{iid}")).status_code == 200
