@@ -25,6 +25,8 @@ from roster import passwords
 
 router = APIRouter(prefix="/console")
 Flag = Annotated[bool, Query()]
+# The actions the incident page offers a form for (each shown to those whose roles may take it).
+COMMANDS = frozenset({"ack", "assign", "escalate", "note", "event", "close", "reopen"})
 
 
 def _safe_next(value: str | None) -> str:
@@ -153,7 +155,7 @@ async def incident_response(request: Request, who: Viewer, incident_id: str,
     name = "_panel.html" if fragment else "incident.html"
     can = {a for a in authz.ACTIONS if who.roles & authz.ACTIONS[a]}
     return page(request, name, who, status, v=view, verdict=verdict, can=can,
-                severities=board.SEVERITIES)  # fmt: skip
+                acting=bool(can & COMMANDS), severities=board.SEVERITIES)  # fmt: skip
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)

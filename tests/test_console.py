@@ -155,7 +155,10 @@ async def test_commander_acts_and_each_answer_is_the_servers(con: Console, hr: A
     assert f'href="/console/incidents/{iid}/case"' in html  # open-case (upsert_case) is done
     assert "Nearest deadlines" in html and "legal-approval" in html
 
-    r = await audra.post(f"/console/incidents/{iid}/act/ack", data=con.form(audra))
+    seen = await audra.get(f"/console/incidents/{iid}")  # auditors get no action forms ...
+    assert seen.status_code == 200 and ">Acknowledge</button>" not in seen.text
+    assert ">Acknowledge</button>" in html
+    r = await audra.post(f"/console/incidents/{iid}/act/ack", data=con.form(audra))  # ... nor acts
     assert r.status_code == 403 and "ack needs one of the roles" in r.text  # auditors read
     r = await casey.post(f"/console/incidents/{iid}/act/ack", data=con.form(casey))
     assert r.status_code == 200 and "acknowledged recorded" in r.text, r.text[:3000]

@@ -84,6 +84,7 @@ def open_incident(stack: Stack, playbook: str = "console-drill", **extra: Any) -
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (make install)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
