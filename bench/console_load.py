@@ -303,6 +303,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--browser-n", type=int, default=20, help="page loads in chromium")
     parser.add_argument("--pages", type=int, default=5, help="open pages for the decision")
     parser.add_argument("--rounds", type=int, default=5, help="decisions")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        help="CR_CONSOLE_POLL_SECONDS: how often the live stream looks (default 1)",
+    )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
