@@ -108,6 +108,10 @@ async def test_every_page_needs_a_signed_in_person_and_the_form_needs_its_token(
     assert r.status_code == 401 and r.headers["hx-redirect"].startswith("/console/signin")
     form = await anon.get("/console/signin")
     assert form.status_code == 200 and 'for="handle"' in form.text
+    assert "script-src 'self'" in form.headers["content-security-policy"]
+    assert form.headers["x-frame-options"] == "DENY"
+    cookie = form.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
     r = await anon.post("/console/signin", data={"handle": "cc-casey", "password": "x" * 20})
     assert r.status_code == 403 and "csrf" in r.text  # the sign-in form's token is required too
     casey = await con.as_("cc-casey")
