@@ -171,8 +171,8 @@ async def incident_panel(request: Request, incident_id: str) -> Response:
     return await incident_response(request, who, incident_id, fragment=True)
 
 
-async def approvals_response(request: Request, who: Viewer,
-                             verdict: Verdict | None = None) -> Response:  # fmt: skip
+async def approvals_response(request: Request, who: Viewer, verdict: Verdict | None = None,
+                             fragment: bool = False) -> Response:  # fmt: skip
     url = request.app.state.settings.effective_database_url
     try:
         authz.check(who, "list")
@@ -180,9 +180,16 @@ async def approvals_response(request: Request, who: Viewer,
         return await refusal_page(request, who, err)
     pending = await asyncio.to_thread(board.inbox, url, who)
     status = verdict.status if verdict is not None else 200
-    return page(request, "approvals.html", who, status, pending=pending, verdict=verdict)
+    name = "_inbox.html" if fragment else "approvals.html"
+    return page(request, name, who, status, pending=pending, verdict=verdict)
 
 
 @router.get("/approvals", response_class=HTMLResponse, include_in_schema=False)
 async def approvals(request: Request) -> Response:
     return await approvals_response(request, session.viewer(request))
+
+
+@router.get("/approvals/items", response_class=HTMLResponse, include_in_schema=False)
+async def approval_items(request: Request) -> Response:
+    """The inbox's list alone, for the live stream and the 10 s poll."""
+    return await approvals_response(request, session.viewer(request), fragment=True)

@@ -192,3 +192,50 @@ async def test_the_live_stream_never_names_a_restricted_incident_to_an_outsider(
     for s in streams:
         await s.aclose()
     assert watcher.streams == set()
+
+
+def test_the_board_says_what_an_incident_waits_on_and_follows_the_projection(records_url: str):
+    """Who must act (the owner until the ack, the roles a decision waits on, the owner of a step),
+    the nearest running deadline and its warning, the pending decisions; written with every
+    batch the records take, and emptied once the incident closes."""
+    from sqlmodel import Session
+
+    from records.board import board_values
+    from records.chain import write_batch
+    from records.tables import IncidentBoard, records_engine
+    from tests.records_db import T0, at, batch, clock, entry, state
+    from workflows.models import PendingApproval, StepState
+
+    st = state([entry(1, 0, "alice", "opened")], owner="casey")
+    st.steps = {
+        "notice": StepState(step_id="notice", kind="approval", status="running", started_at=T0),
+        "wait": StepState(
+            step_id="wait", kind="wait_for", status="running", owner="lers", started_at=T0
+        ),  # fmt: skip
+        "sms": StepState(step_id="sms", kind="action", status="failed", started_at=T0),
+    }
+    st.approvals = {"notice": PendingApproval(step_id="notice", roles=["legal"], second_roles=["mgr"],
+                                              requested_by="casey", requested_at=T0)}  # fmt: skip
+    st.clocks = {
+        "notice": clock("notice", 60, warn=30).model_copy(update={"due_at": at(60)}),
+        "incident.resolve": clock("incident.resolve", 600).model_copy(update={"due_at": at(600)}),
+    }
+    v = board_values(st)
+    assert v["must_act"] == ",casey,legal,lers,"  # owner (no ack, a failed step), Legal, lers
+    assert v["steps"] == "notice,wait" and v["next_clock"] == "notice"
+    assert (v["next_due_at"], v["next_warn_at"]) == (at(60), at(30))
+    [pending] = json.loads(v["approvals"])
+    assert (pending["step"], pending["roles"], pending["due_at"][:16]) == ("notice", ["legal"],
+                                                                           at(60).isoformat()[:16])  # fmt: skip
+
+    write_batch(batch("B-1", st.timeline, st), records_url)
+    with Session(records_engine(records_url)) as s:
+        row = s.get(IncidentBoard, "B-1")
+    assert row is not None and row.must_act == ",casey,legal,lers,"
+    done = st.model_copy(update={"status": "closed", "closed_at": at(90)})
+    done.timeline = [*st.timeline, entry(2, 90, "casey", "closed")]
+    write_batch(batch("B-1", done.timeline[1:], done), records_url)
+    with Session(records_engine(records_url)) as s:
+        row = s.get(IncidentBoard, "B-1")
+    assert row is not None and (row.must_act, row.steps, row.next_due_at, row.approvals) == (
+        "", "", None, "[]")  # fmt: skip
