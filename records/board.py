@@ -21,7 +21,8 @@ from records.tables import IncidentBoard, iso, utc
 from workflows.models import BusinessCalendar, IncidentState, PendingApproval, SlaClock
 from workflows.sla import instant_of
 
-_WALL = BusinessCalendar()  # a wall clock's instants never read the calendar
+_WALL = BusinessCalendar()
+CONTAINERS = ("parallel", "branch")  # a wall clock's instants never read the calendar
 
 
 def decision_roles(approval: PendingApproval) -> list[str]:
@@ -40,7 +41,9 @@ def _warn_at(clock: SlaClock) -> datetime | None:
 def board_values(state: IncidentState) -> dict[str, Any]:
     """The board row of an incident in ``state`` (every column but the id)."""
     closed = state.status == "closed"
-    running = [s for s in state.steps.values() if s.status == "running"]
+    # the steps doing the work: a parallel or branch step runs while the steps inside it do
+    running = [s for s in state.steps.values()
+               if s.status == "running" and s.kind not in CONTAINERS]  # fmt: skip
     failed = [s for s in state.steps.values() if s.status == "failed" and not s.failure_decision]
     pending = [a for a in state.approvals.values() if a.outcome is None]
     must: set[str] = set()
