@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     # The console's public address (the OIDC redirect); unset: the address the request came to.
     console_url: str | None = None
     console_session_hours: float = 12.0
+    # The Temporal Web UI the incident page links to (unset: the embedded one on CR_UI_PORT).
+    temporal_ui_url: str | None = None
     # How often the console's live stream looks for changed incidents (seconds).
     console_poll_seconds: float = 1.0
     # --- The `incident` command as a client of the API --------------------------------------

@@ -171,8 +171,9 @@ async def gather(request: Request, who: authz.Caller, incident_id: str) -> Incid
         ticking = [c for c in view.clocks if c.ticking]
         view.nearest = sorted(ticking, key=lambda c: c.view.due_at or datetime.max)[:3]
     settings = request.app.state.settings
-    view.temporal_url = (f"http://127.0.0.1:{settings.ui_port}/namespaces/"
-                         f"{settings.temporal_namespace}/workflows/{workflow_id_for(incident_id)}")  # fmt: skip
+    ui = (settings.temporal_ui_url or f"http://127.0.0.1:{settings.ui_port}").rstrip("/")
+    view.temporal_url = (f"{ui}/namespaces/{settings.temporal_namespace}/workflows/"
+                         f"{workflow_id_for(incident_id)}")  # fmt: skip
     view.case_url = _case_url(incident_id, view.playbook, view.timeline)
     if view.playbook is not None:
         states = graph.step_states(view.status, view.timeline)

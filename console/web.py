@@ -85,7 +85,6 @@ def page(request: Request, name: str, who: Viewer | None, status: int = 200,
         "who": who,
         "nav": nav_for(who) if who else [],
         "now": datetime.now(UTC),
-        "ui_url": f"http://127.0.0.1:{settings.ui_port}",
         "oidc": bool(settings.oidc_issuer),
         **context,
     }
