@@ -362,3 +362,45 @@ async def test_an_incident_past_temporals_retention_is_read_from_the_records_and
     assert r.status_code == 200 and "archive" in r.text and "replays" in r.text, r.text[:3000]
     kim = await con.as_("cc-kim")
     assert (await kim.get(f"/console/incidents/{iid}")).status_code == 200
+
+
+async def test_a_failed_step_is_retried_or_skipped_and_a_closed_incident_reopened(
+    con: Console, hr: Any
+):
+    """The failed step waits (on_failure: ask) and needs attention; retry and skip are the
+    commander's, each answered by the incident; close, then reopen with a reason."""
+    casey, lena, cole = (
+        await con.as_("cc-casey"),
+        await con.as_("cc-lena"),
+        await con.as_("cc-cole"),
+    )
+    hr.stand_ins.fail.add("salesforce.update_case")  # the drill's last step
+    iid = await con.open("cc-casey")
+    hr.handles.append(handle(hr.client, iid))
+    await board_row(con.url, iid, lambda r: "legal-approval" in r.approvals)
+    r = await lena.post(f"/console/incidents/{iid}/decide", data=con.form(
+        lena, step="legal-approval", decision="approve", role="legal", reason="ok"))  # fmt: skip
+    assert r.status_code == 200
+    r = await casey.post(f"/console/incidents/{iid}/event",
+                         data=con.form(casey, name="evidence_preserved"))  # fmt: skip
+    assert r.status_code == 200
+    await board_row(con.url, iid, lambda r: r.attention)
+    assert iid in (await casey.get("/console/incidents?attention=true")).text
+    page = await casey.get(f"/console/incidents/{iid}")
+    main = page.text[page.text.find("<main"):]
+    assert "Step <strong>wrap-up</strong> failed" in main and "Needs attention: step wrap-up failed" in main
+    r = await cole.post(f"/console/incidents/{iid}/steps/wrap-up/skip", data=con.form(cole))
+    assert r.status_code == 403 and "skip needs one of the roles" in r.text
+    r = await casey.post(f"/console/incidents/{iid}/steps/wrap-up/retry",
+                         data=con.form(casey, reason="slack is back"))  # fmt: skip
+    assert r.status_code == 200 and "Done:" in r.text, r.text[:3000]
+    await board_row(con.url, iid, lambda r: r.attention)  # it failed again
+    r = await casey.post(f"/console/incidents/{iid}/steps/wrap-up/skip",
+                         data=con.form(casey, reason="told them by phone"))  # fmt: skip
+    assert r.status_code == 200 and "Done:" in r.text
+    r = await casey.post(f"/console/incidents/{iid}/act/close", data=con.form(casey, reason="done"))
+    assert r.status_code == 200
+    await hr.closed(handle(hr.client, iid))
+    r = await casey.post(f"/console/incidents/{iid}/reopen",
+                         data=con.form(casey, reason="new report"))  # fmt: skip
+    assert r.status_code == 200 and f"incident {iid} reopened" in r.text, r.text[:3000]
