@@ -387,8 +387,11 @@ async def test_a_failed_step_is_retried_or_skipped_and_a_closed_incident_reopene
     await board_row(con.url, iid, lambda r: r.attention)
     assert iid in (await casey.get("/console/incidents?attention=true")).text
     page = await casey.get(f"/console/incidents/{iid}")
-    main = page.text[page.text.find("<main"):]
-    assert "Step <strong>wrap-up</strong> failed" in main and "Needs attention: step wrap-up failed" in main
+    main = page.text[page.text.find("<main") :]
+    assert (
+        "Step <strong>wrap-up</strong> failed" in main
+        and "Needs attention: step wrap-up failed" in main
+    )
     r = await cole.post(f"/console/incidents/{iid}/steps/wrap-up/skip", data=con.form(cole))
     assert r.status_code == 403 and "skip needs one of the roles" in r.text
     r = await casey.post(f"/console/incidents/{iid}/steps/wrap-up/retry",
