@@ -212,6 +212,10 @@ async def test_legal_decides_from_the_inbox_and_others_are_refused_in_words(con:
     r = await casey.post(f"/console/incidents/{iid}/decide", data=con.form(casey, **decision,
                                                                           reason="ok"))  # fmt: skip
     assert r.status_code == 403 and "deciding as legal needs one of the roles: legal" in r.text
+    from roster import journal
+
+    refusals = journal.entries(con.url, stream=journal.ACCESS_ID)
+    assert any(e.actor == "cc-casey" and "deciding as legal" in e.detail for e in refusals)
     r = await lena.post(f"/console/incidents/{iid}/decide",
                         data=con.form(lena, **decision, reason="", back="approvals"))  # fmt: skip
     assert r.status_code == 422 and "reason" in r.text and "Approvals inbox" in r.text
