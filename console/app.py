@@ -37,6 +37,27 @@ SECURITY_HEADERS = {
 }
 
 
+class ConsoleHeaders:
+    """Adds ``SECURITY_HEADERS`` to every ``/console`` response (plain ASGI: the API's routes and
+    the live stream pass through untouched)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/console"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def install(app: FastAPI) -> FastAPI:
     """Add the console's pages, actions, stream and static files to the API's ``app``."""
     settings: Settings = app.state.settings
@@ -46,12 +67,7 @@ def install(app: FastAPI) -> FastAPI:
         app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        if request.url.path.startswith("/console"):
-            response.headers.update(SECURITY_HEADERS)
-        return response
+    app.add_middleware(ConsoleHeaders)
 
     @app.exception_handler(session.SignInRequired)
     async def _sign_in(request: Request, err: session.SignInRequired) -> Response:
