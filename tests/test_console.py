@@ -121,6 +121,11 @@ async def test_every_page_needs_a_signed_in_person_and_the_form_needs_its_token(
     assert r.status_code == 403
     r = await casey.get("/console/incidents/NOPE-1")
     assert r.status_code == 404 and "no incident NOPE-1" in r.text
+    assert (await casey.post("/console/signout", data={})).status_code == 403
+    r = await casey.post("/console/signout", data=con.form(casey))
+    assert r.status_code == 303 and r.headers["location"] == "/console/signin"
+    r = await casey.get("/console/incidents")  # the cookie is gone
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/signin")
 
 
 async def test_a_wrong_password_signs_nobody_in(con: Console):
@@ -208,6 +213,8 @@ async def test_legal_decides_from_the_inbox_and_others_are_refused_in_words(con:
     inbox = await lena.get("/console/approvals")
     assert inbox.status_code == 200 and iid in inbox.text and "legal-approval" in inbox.text
     assert iid not in (await casey.get("/console/approvals")).text  # not casey's role
+    items = await lena.get("/console/approvals/items")  # the live refresh's fragment
+    assert items.status_code == 200 and iid in items.text and "<html" not in items.text
     decision = {"step": "legal-approval", "decision": "approve", "role": "legal"}
     r = await casey.post(f"/console/incidents/{iid}/decide", data=con.form(casey, **decision,
                                                                           reason="ok"))  # fmt: skip
