@@ -156,7 +156,8 @@ def build_input(
     )
 
 
-def _search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
+def search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
+    """The search attributes an incident starts with (the workflow upserts only changes)."""
     state = inp.state
     return TypedSearchAttributes(
         [
@@ -181,7 +182,7 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             inp,
             id=workflow_id,
             task_queue=task_queue,
-            search_attributes=_search_attributes(inp),
+            search_attributes=search_attributes(inp),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_timeout=_task_timeout(),
@@ -262,7 +263,7 @@ async def reopen_incident(
         inp,
         id=workflow_id,
         task_queue=task_queue,
-        search_attributes=_search_attributes(inp, state.status),
+        search_attributes=search_attributes(inp, state.status),
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         task_timeout=_task_timeout(),
