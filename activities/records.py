@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.heartbeat import heartbeats
 from activities.safe_errors import private_failures
@@ -24,9 +26,12 @@ from workflows.daily_report import DailyReportRequest
 from workflows.models import RecordBatch
 from workflows.names import (
     ARCHIVE_ACTIVITY,
+    ARCHIVE_START_ACTIVITY,
+    ARCHIVE_WORKFLOW,
     RECONCILE_ACTIVITY,
     RECORDS_ACTIVITY,
     REPORT_SUMMARY_ACTIVITY,
+    archive_workflow_id,
 )
 
 
@@ -51,6 +56,27 @@ async def archive_history(request: ArchiveRequest) -> ArchiveResult:
     return await archive_chain(activity.client(), request)
 
 
+@activity.defn(name=ARCHIVE_START_ACTIVITY)
+@heartbeats
+async def start_archive(request: ArchiveRequest) -> dict[str, str]:
+    """Start the archiver of a closing incident run: its own workflow, on the incident's queue,
+    that outlives the run (called from the run's last workflow task as a local activity, where
+    the archive used to be a child workflow). Idempotent: one archiver per run, ever."""
+    workflow_id = archive_workflow_id(request.workflow_id, request.run_id)
+    try:
+        handle = await activity.client().start_workflow(
+            ARCHIVE_WORKFLOW,
+            request,
+            id=workflow_id,
+            task_queue=activity.info().task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+        run_id = handle.result_run_id or ""
+    except WorkflowAlreadyStartedError as err:  # a retry, or a task replayed after its start
+        run_id = err.run_id or ""
+    return {"workflow_id": workflow_id, "run_id": run_id}
+
+
 @activity.defn(name=REPORT_SUMMARY_ACTIVITY)
 @heartbeats
 async def report_summary(request: DailyReportRequest) -> str:
@@ -72,4 +98,4 @@ async def reconcile() -> list[str]:
     return [f"{r.incident_id}: {r.status}" for r in done]
 
 
-ACTIVITIES = [append, archive_history, report_summary, reconcile]
+ACTIVITIES = [append, archive_history, start_archive, report_summary, reconcile]

@@ -55,6 +55,7 @@ class IncidentBookkeeping:
     _published: dict[str, Any]
     _lean: bool  # workflow.patched(LEAN), asked once as the run starts
     _flushing: bool  # a records batch is on its way (lean runs flush one batch at a time)
+    _message_task: int  # history length at the task that handled the latest message
 
     def _patched(self, patch_id: str) -> bool:
         """``workflow.patched(patch_id)``, true without a marker in a lean run: each marker costs

@@ -23,6 +23,7 @@ All state lives in ``IncidentState`` so continue-as-new carries it over intact.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -58,6 +59,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         self._bodies = {}
         self._published = self._published_at_start() if self._lean else {}
         self._flushing = False
+        self._message_task = 0
         # Here, not in run(): an Update delivered with the first task runs before run() starts.
         if inp.state is None:
             self._record(
@@ -105,6 +107,12 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             await flusher
         else:
             await self._stop_tasks([walker, *background])
+        if self._lean and self._message_task == workflow.info().get_current_history_length():
+            # An Update's answer travels with this task's completion. Local activities make the
+            # closing task last longer, and an event landing meanwhile (a cancelled step's
+            # activity, a signal) would fail the task that completes the run, and the Update
+            # with it: close in a task of its own.
+            await workflow.sleep(timedelta(milliseconds=1))
         if self._patched("resolve-pages-at-close"):
             await self._resolve_pages()
         # Both are round trips to the server; neither needs the other.

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.bookkeeping import IncidentBookkeeping
     from workflows.models import ActionRequest, ActionResult, RecordBatch
     from workflows.names import (
+        ARCHIVE_START_ACTIVITY,
         ARCHIVE_WORKFLOW,
         ON_CALL_ACTIVITY,
         RECORDS_ACTIVITY,
@@ -295,13 +296,21 @@ class IncidentOutbound(IncidentBookkeeping):
     async def _archive(self) -> None:
         """Hand the closed incident's history to the archiver, which outlives this workflow."""
         info = workflow.info()
+        request = {"incident_id": self.inp.incident_id, "workflow_id": info.workflow_id,
+                   "run_id": info.run_id}  # fmt: skip
+        if self._lean:
+            # Started by a local activity in this task rather than as a child: no child events,
+            # and no workflow task to take the news that it started. The marker says it did.
+            await workflow.execute_local_activity(
+                ARCHIVE_START_ACTIVITY,
+                {**request, "local": True},
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+            return
         await workflow.start_child_workflow(
             ARCHIVE_WORKFLOW,
-            {
-                "incident_id": self.inp.incident_id,
-                "workflow_id": info.workflow_id,
-                "run_id": info.run_id,
-            },
+            request,
             id=archive_workflow_id(info.workflow_id, info.run_id),
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
