@@ -28,6 +28,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import RawValue
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import records
 from bench.plain import PlainIncidentWorkflow
@@ -43,6 +44,7 @@ from stack.devserver import (
     stop_process,
     wait_for_client,
 )
+from worker import workflow_runner
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.models import ActionResult, ApprovalRequest, IncidentInput
@@ -306,7 +308,11 @@ async def main_async() -> None:
                  plain_runner),
             ):  # fmt: skip
                 queue = f"bench-{uuid.uuid4().hex[:6]}"
-                workers = [Worker(client, task_queue=q, workflows=w, activities=activities)
+                # The engine runs in the project's sandbox (worker.workflow_runner), with the
+                # SDK's default workflow cache on both sides (see EXPLANATION).
+                sandbox = workflow_runner() if "engine" in label else SandboxedWorkflowRunner()
+                workers = [Worker(client, task_queue=q, workflows=w, activities=activities,
+                                  workflow_runner=sandbox)
                            for q, w in ((queue, workflows), (salesforce_queue(queue), []))]  # fmt: skip
                 async with workers[0], workers[1]:
                     side = f"{run_id}{len(rows)}"  # ids of their own for each side
