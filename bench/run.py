@@ -157,7 +157,7 @@ def engine_runner(client: Client, queue: str, run_id: str) -> Runner:
     async def run_one(i: int) -> tuple[float, float]:
         inp = IncidentInput(incident_id=f"bench-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev1", summary="bench",
-                            opened_by="bench.ic")  # fmt: skip
+                            opened_by="bench.ic", local_calls=True)  # fmt: skip
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id),
                                              search_attributes=search_attributes(inp))  # fmt: skip
@@ -182,7 +182,7 @@ async def open_to_first_step(client: Client, queue: str, run_id: str, samples: i
     for i in range(samples):
         inp = IncidentInput(incident_id=f"first-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev0", summary="bench",
-                            opened_by="bench.ic")  # fmt: skip
+                            opened_by="bench.ic", local_calls=True)  # fmt: skip
         t0 = time.perf_counter()
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id))  # fmt: skip

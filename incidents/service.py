@@ -153,6 +153,7 @@ def build_input(
         fields=fields,
         opened_by=opened_by,
         calendar=calendar_from(settings),
+        local_calls=settings.workflow_cache_size > 0,  # local activities need a cached worker
     )
 
 
@@ -257,7 +258,8 @@ async def reopen_incident(
             "runs": last.state.runs + 1,
         }
     )
-    inp = last.model_copy(update={"state": state, "reopen": reopen})
+    local_calls = get_settings().workflow_cache_size > 0  # today's workers, not the last run's
+    inp = last.model_copy(update={"state": state, "reopen": reopen, "local_calls": local_calls})
     handle = await client.start_workflow(
         IncidentWorkflow.run,
         inp,

@@ -47,6 +47,7 @@ def incident_input(pb: Playbook, **extra: Any) -> IncidentInput:
         "severity": "sev1",
         "summary": "test incident",
         "opened_by": "alice",
+        "local_calls": True,  # the test workers keep the SDK's default workflow cache
     }
     values.update(extra)
     return IncidentInput(**values)

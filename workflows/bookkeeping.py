@@ -33,10 +33,11 @@ with workflow.unsafe.imports_passed_through():
 
 
 CARRIED_TIMELINE = 20  # timeline entries a new run carries for context; the rest is in the records
-# One patch for the lean bookkeeping (issue 11): records, the roster and the engine's own
-# notifications through local activities, batches without the whole state, search attributes read
-# from the start. A run that records it takes every older patched branch without a marker of its
-# own; a run recorded before it replays exactly as it did (see ``_patched``).
+# One patch for the lean bookkeeping (issue 11): batches without the whole state, search
+# attributes read from the start, the request in the records before anyone is told, and (with
+# ``IncidentInput.local_calls``) the engine's own calls as local activities. A run that records it
+# takes every older patched branch without a marker of its own; a run recorded before it replays
+# exactly as it did (see ``_patched``).
 LEAN = "lean-bookkeeping"
 
 
@@ -54,6 +55,7 @@ class IncidentBookkeeping:
     _bodies: dict[str, asyncio.Task[Any]]
     _published: dict[str, Any]
     _lean: bool  # workflow.patched(LEAN), asked once as the run starts
+    _local_calls: bool  # a lean run whose input asks for local activities (models.py)
     _flushing: bool  # a records batch is on its way (lean runs flush one batch at a time)
     _message_task: int  # history length at the task that handled the latest message
 

@@ -43,6 +43,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
         self._lean = workflow.patched(LEAN)  # the first command of a lean run (bookkeeping.py)
+        self._local_calls = self._lean and inp.local_calls
         self.steps = {s.id: s for s in inp.playbook.iter_steps()}
         self.state = inp.state or IncidentState(
             severity=inp.severity,
@@ -107,7 +108,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             await flusher
         else:
             await self._stop_tasks([walker, *background])
-        if self._lean and self._message_task == workflow.info().get_current_history_length():
+        if self._local_calls and self._message_task == workflow.info().get_current_history_length():
             # An Update's answer travels with this task's completion. Local activities make the
             # closing task last longer, and an event landing meanwhile (a cancelled step's
             # activity, a signal) would fail the task that completes the run, and the Update

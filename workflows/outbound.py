@@ -89,7 +89,7 @@ class IncidentOutbound(IncidentBookkeeping):
         budget: timedelta = timedelta(hours=1),
     ) -> ActionResult:
         """A call the engine makes on its own behalf (the roster's answer, its notifications and
-        pages), in a lean run: a local activity, run by this worker inside the workflow task that
+        pages) when the run makes local calls: a local activity, run by this worker inside the workflow task that
         asks and recorded as one marker, so it costs no task-queue round trip and no workflow
         task of its own. Playbook actions stay activities (``_activity``)."""
         if task_queue_for(operation, "q") != "q":  # another queue's worker: not ours to run
@@ -163,7 +163,7 @@ class IncidentOutbound(IncidentBookkeeping):
         asked = list(dict.fromkeys(r.lower() for r in roles))[:ON_CALL_ROLES_MAX]  # roster names
         args = {"roles": asked, "at": workflow.now().isoformat(), "members": members}
         try:
-            if self._lean:
+            if self._local_calls:
                 result = await self._local(
                     ON_CALL_ACTIVITY, key, args, ON_CALL_RETRY, ON_CALL_BUDGET
                 )
@@ -208,7 +208,7 @@ class IncidentOutbound(IncidentBookkeeping):
         """A notification that finally fails is recorded, never allowed to stop the incident;
         True when it was delivered."""
         try:
-            if self._lean:
+            if self._local_calls:
                 await self._local(operation, key, args)
             else:
                 await self._activity(operation, key, args, key)
@@ -270,7 +270,7 @@ class IncidentOutbound(IncidentBookkeeping):
         self._in_flight += 1
         self._flushing = True
         try:
-            if self._lean:
+            if self._local_calls:
                 # A local activity: written by this worker before the workflow task completes
                 # (one marker holding only its small result), so the records hold the batch
                 # before any message the task did not see can be handled.
@@ -298,7 +298,7 @@ class IncidentOutbound(IncidentBookkeeping):
         info = workflow.info()
         request = {"incident_id": self.inp.incident_id, "workflow_id": info.workflow_id,
                    "run_id": info.run_id}  # fmt: skip
-        if self._lean:
+        if self._local_calls:
             # Started by a local activity in this task rather than as a child: no child events,
             # and no workflow task to take the news that it started. The marker says it did.
             await workflow.execute_local_activity(
