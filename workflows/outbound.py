@@ -250,7 +250,9 @@ class IncidentOutbound(IncidentBookkeeping):
 
     async def _flush_records(self) -> None:
         """Mirror new timeline entries (and the state the projection reads) to the records."""
-        if self._lean and self._flushing:  # one batch at a time, each entry once
+        # One batch at a time, each entry once: several callers (parallel approvals, the
+        # flusher) can be woken by the same end of a batch.
+        while self._lean and self._flushing:
             await workflow.wait_condition(lambda: not self._flushing)
         pending = self.state.timeline[self.state.records_flushed - self.state.timeline_offset :]
         if not pending:
@@ -291,7 +293,10 @@ class IncidentOutbound(IncidentBookkeeping):
         finally:
             self._in_flight -= 1
             self._flushing = False
-        self.state.records_flushed += len(pending)
+        if self._lean:
+            self.state.records_flushed = max(self.state.records_flushed, pending[-1].seq)
+        else:
+            self.state.records_flushed += len(pending)
 
     async def _archive(self) -> None:
         """Hand the closed incident's history to the archiver, which outlives this workflow."""
