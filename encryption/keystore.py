@@ -246,7 +246,9 @@ def _create_engine(url: str) -> Engine:
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)
     else:
-        eng = create_engine(url, pool_pre_ping=True)
+        eng = create_engine(_driver_url(url), pool_pre_ping=True)
+        if eng.dialect.name == "postgresql":
+            event.listen(eng, "connect", _utc_session)
     _KeystoreModel.metadata.create_all(eng)
     return eng
 
@@ -256,3 +258,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# As records/store.py does (this floor cannot import it): psycopg 3 for ``postgresql://``, and
+# every session in UTC whatever the server's TimeZone.
+def _driver_url(url: str) -> str:
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+def _utc_session(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_connection.commit()

@@ -25,7 +25,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from workflows.signatures import Signature, SignedFields, key_id_for, signing_input
+from workflows.models import Signature
+from workflows.signatures import SignedFields, key_id_for, signing_input
 
 KEY_FILE = "signing-keys.json"
 

@@ -1,4 +1,5 @@
-"""The project's database: one SQLModel engine per URL (SQLite file by default, PostgreSQL by URL).
+"""The project's database: one SQLModel engine per URL (SQLite file by default, PostgreSQL by URL:
+``postgresql://`` with psycopg 3, every session in UTC).
 
 Only activities and CLI tools touch it, never workflow code. Tables live beside the code that owns
 them (``records/tables.py``, the delivery ledger in ``activities/ledger.py``) and are created on first
@@ -39,9 +40,30 @@ def _create(url: str) -> Engine:
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)
     else:
-        eng = create_engine(url, pool_pre_ping=True)
+        eng = create_engine(driver_url(url), pool_pre_ping=True)
+        if eng.dialect.name == "postgresql":
+            event.listen(eng, "connect", utc_session)
     SQLModel.metadata.create_all(eng)
     return eng
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` name psycopg 3 (the ``postgresql`` extra), whatever
+    SQLAlchemy's default driver for the scheme is (psycopg2 before SQLAlchemy 2.1)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+def utc_session(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    """Every PostgreSQL session in UTC, whatever the server's ``TimeZone``: a ``timestamp without
+    time zone`` column (sqlmodel before 0.0.45 made those) then stores aware times as UTC, not as
+    the server's local wall clock, and ``timestamptz`` values come back in UTC."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_connection.commit()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

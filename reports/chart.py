@@ -13,8 +13,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from records.tables import IncidentRecord
-from reports.report import OUTCOMES, Report
+from reports.report import OUTCOMES, IncidentFacts, Report
 
 COLOURS = {
     "met": "#2e7d32",
@@ -59,7 +58,7 @@ def _attainment_panel(ax, report: Report) -> None:  # type: ignore[no-untyped-de
     ax.tick_params(axis="y", labelsize=7)
 
 
-def _ack_panel(ax, incidents: list[IncidentRecord]) -> None:  # type: ignore[no-untyped-def]
+def _ack_panel(ax, incidents: list[IncidentFacts]) -> None:  # type: ignore[no-untyped-def]
     minutes: dict[str, list[float]] = defaultdict(list)
     for i in incidents:
         if i.acknowledged_at is not None:
@@ -75,7 +74,7 @@ def _ack_panel(ax, incidents: list[IncidentRecord]) -> None:  # type: ignore[no-
     ax.set_title("Time to acknowledge by severity")
 
 
-def write_chart(report: Report, incidents: list[IncidentRecord], path: Path) -> Path:
+def write_chart(report: Report, incidents: list[IncidentFacts], path: Path) -> Path:
     """Write the two-panel PNG to ``path`` and return it."""
     figure = Figure(figsize=(13, max(4.0, 0.32 * len(_step_totals(report)) + 1.5)), dpi=100)
     FigureCanvasAgg(figure)

@@ -53,7 +53,7 @@ def report_command(
     render = {Format.table: to_table, Format.csv: to_csv, Format.json: to_json}[format]
     typer.echo(render(report), nl=False)
     if chart is not None:
-        write_chart(report, load(report.since, report.playbooks)[0], chart)
+        write_chart(report, load(report.since, report.playbooks), chart)
         typer.echo(f"chart written to {chart}", err=True)
 
 

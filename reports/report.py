@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, distinct, func, or_
+from sqlalchemy import select as sql_select  # counts: more columns than sqlmodel's overloads
+from sqlmodel import Session, col, select
 
 from playbooks.loader import scan_playbooks
 from playbooks.schema import format_duration, parse_duration
@@ -99,21 +101,11 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def _counts(outcomes: Iterable[SlaOutcome]) -> dict[str, int | float | None]:
-    tally = {name: 0 for name in OUTCOMES}
-    for row in outcomes:
-        tally[row.outcome] += 1
-    decided = tally["met"] + tally["warned"] + tally["breached"]
-    rate = (tally["met"] + tally["warned"]) / decided if decided else None
-    return {**tally, "attainment": rate}
-
-
-def _past_due(outcomes: list[SlaOutcome], now: datetime) -> bool:
-    return any(
-        o.stopped_at is None
-        and (o.breached_at is not None or (o.due_at is not None and o.due_at <= now))
-        for o in outcomes
-    )
+def _counts(tally: dict[str, int]) -> dict[str, int | float | None]:
+    counts = {name: tally.get(name, 0) for name in OUTCOMES}
+    decided = counts["met"] + counts["warned"] + counts["breached"]
+    rate = (counts["met"] + counts["warned"]) / decided if decided else None
+    return {**counts, "attainment": rate}
 
 
 def _seconds(start: datetime, end: datetime | None) -> float | None:
@@ -121,49 +113,61 @@ def _seconds(start: datetime, end: datetime | None) -> float | None:
 
 
 def _group(
-    key: tuple[str, str],
-    incidents: list[IncidentRecord],
-    clocks: dict[str, list[SlaOutcome]],
-    now: datetime,
+    key: tuple[str, str], incidents: list[IncidentFacts], tally: dict[str, int], past_due: int
 ) -> GroupRow:
     ack = [v for i in incidents if (v := _seconds(i.opened_at, i.acknowledged_at)) is not None]
     res = [v for i in incidents if (v := _seconds(i.opened_at, i.closed_at)) is not None]
-    backlog = [i for i in incidents if i.status != "closed"]
     escalated = sum(i.escalated for i in incidents)
     return GroupRow(
         playbook=key[0],
         severity=key[1],
         incidents=len(incidents),
-        open=len(backlog),
-        past_due=sum(_past_due(clocks[i.incident_id], now) for i in backlog),
+        open=sum(i.status != "closed" for i in incidents),
+        past_due=past_due,
         escalated=escalated,
         escalation_rate=escalated / len(incidents) if incidents else None,
         ack_median_s=percentile(ack, 0.5),
         ack_p90_s=percentile(ack, 0.9),
         resolve_median_s=percentile(res, 0.5),
         resolve_p90_s=percentile(res, 0.9),
-        **_counts(o for i in incidents for o in clocks[i.incident_id]),
+        **_counts(tally),
     )
+
+
+class IncidentFacts(NamedTuple):
+    """What the report reads of an incident's projection: these columns, not whole ORM rows."""
+
+    incident_id: str
+    playbook: str
+    severity: str
+    status: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    closed_at: datetime | None
+    escalated: bool
+
+
+def _scope(since: datetime | None, playbooks: list[str], scoped: bool) -> list[ColumnElement[bool]]:
+    where = []
+    if since is not None:
+        where.append(col(IncidentRecord.opened_at) >= utc(since))
+    if playbooks or scoped:
+        where.append(col(IncidentRecord.playbook).in_(playbooks))
+    return where
+
+
+def _incidents(s: Session, where: list[ColumnElement[bool]]) -> list[IncidentFacts]:
+    columns = [getattr(IncidentRecord, name) for name in IncidentFacts._fields]
+    return [IncidentFacts(*row) for row in s.exec(select(*columns).where(*where))]
 
 
 def load(
     since: datetime | None, playbooks: list[str], url: str | None = None, *, scoped: bool = False
-) -> tuple[list[IncidentRecord], dict[str, list[SlaOutcome]]]:
-    """The incidents in scope and their SLA outcomes, in two queries. ``playbooks`` empty means
-    every playbook, unless ``scoped``: then it is the whole scope, even when empty."""
+) -> list[IncidentFacts]:
+    """The incidents in scope (the chart's input). ``playbooks`` empty means every playbook,
+    unless ``scoped``: then it is the whole scope, even when empty."""
     with Session(records_engine(url)) as s:
-        query = select(IncidentRecord)
-        if since is not None:
-            query = query.where(IncidentRecord.opened_at >= utc(since))
-        if playbooks or scoped:
-            query = query.where(IncidentRecord.playbook.in_(playbooks))  # type: ignore[attr-defined]
-        incidents = list(s.exec(query).all())
-        ids = {i.incident_id for i in incidents}
-        clocks: dict[str, list[SlaOutcome]] = defaultdict(list)
-        for row in s.exec(select(SlaOutcome)).all():
-            if row.incident_id in ids:
-                clocks[row.incident_id].append(row)
-    return incidents, clocks
+        return _incidents(s, _scope(since, playbooks, scoped))
 
 
 def build_report(
@@ -175,25 +179,66 @@ def build_report(
     scoped: bool = False,
 ) -> Report:
     """Compute every figure of the report; ``now`` decides what is past due. ``scoped``: the
-    incidents of ``playbooks`` only, even none (the API passes the playbooks its caller may see)."""
+    incidents of ``playbooks`` only, even none (the API passes the playbooks its caller may see).
+
+    Three queries: the incidents in scope (a few columns each), the count of their SLA outcomes
+    per group, step and outcome, and per group how many open incidents have a running clock
+    breached or past its due. The outcomes are counted by the database, never loaded: over 100,000
+    incidents and half a million clocks (``make bench-report``) that is most of the time saved.
+    On PostgreSQL the three read one snapshot."""
     now = now or datetime.now(UTC)
-    incidents, clocks = load(since, playbooks or [], url, scoped=scoped)
-    by_group: dict[tuple[str, str], list[IncidentRecord]] = defaultdict(list)
-    by_step: dict[tuple[str, str, str], list[SlaOutcome]] = defaultdict(list)
+    where = _scope(since, playbooks or [], scoped)
+    group = (col(IncidentRecord.playbook), col(IncidentRecord.severity))
+    joined = col(IncidentRecord.incident_id) == col(SlaOutcome.incident_id)
+    eng = records_engine(url)
+    with Session(eng) as s:
+        snapshot = (
+            {"isolation_level": "REPEATABLE READ"} if eng.dialect.name == "postgresql" else {}
+        )
+        conn = s.connection(execution_options=snapshot)
+        incidents = _incidents(s, where)
+        tallies = conn.execute(
+            sql_select(*group, col(SlaOutcome.clock), col(SlaOutcome.outcome), func.count())
+            .select_from(SlaOutcome)
+            .join(IncidentRecord, joined)
+            .where(*where)
+            .group_by(*group, col(SlaOutcome.clock), col(SlaOutcome.outcome))
+        ).all()
+        overdue = conn.execute(
+            sql_select(*group, func.count(distinct(col(IncidentRecord.incident_id))))
+            .select_from(SlaOutcome)
+            .join(IncidentRecord, joined)
+            .where(
+                *where,
+                col(IncidentRecord.status) != "closed",
+                col(SlaOutcome.stopped_at).is_(None),
+                or_(col(SlaOutcome.breached_at).is_not(None), col(SlaOutcome.due_at) <= utc(now)),
+            )
+            .group_by(*group)
+        ).all()
+    by_group: dict[tuple[str, str], list[IncidentFacts]] = defaultdict(list)
     for incident in incidents:
         by_group[(incident.playbook, incident.severity)].append(incident)
-        for clock in clocks[incident.incident_id]:
-            by_step[(incident.playbook, incident.severity, clock.clock)].append(clock)
+    group_tally: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    step_tally: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    for playbook, severity, clock, outcome, count in tallies:
+        group_tally[(playbook, severity)][outcome] += count
+        step_tally[(playbook, severity, clock)][outcome] += count
+    past_due = {(playbook, severity): count for playbook, severity, count in overdue}
     return Report(
         generated_at=now,
         since=since,
         playbooks=playbooks or [],
-        groups=[_group(k, v, clocks, now) for k, v in sorted(by_group.items())],
-        steps=[
-            StepRow(playbook=k[0], severity=k[1], step=k[2], clocks=len(v), **_counts(v))
-            for k, v in sorted(by_step.items())
+        groups=[
+            _group(k, v, group_tally[k], past_due.get(k, 0)) for k, v in sorted(by_group.items())
         ],
-        total=_group(("*", "*"), incidents, clocks, now),
+        steps=[
+            StepRow(playbook=k[0], severity=k[1], step=k[2], clocks=v.total(), **_counts(v))
+            for k, v in sorted(step_tally.items())
+        ],
+        total=_group(
+            ("*", "*"), incidents, sum(group_tally.values(), Counter()), sum(past_due.values())
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from intake.app import build_server
 from intake.secret import install_secret, secret_file
 from playbooks.operations import salesforce_queue
 from sandbox.server import SandboxServer
-from settings import Settings
+from settings import PROJECT_ROOT, Settings
 from stack.devserver import (
     ensure_search_attributes,
     port_open,
@@ -99,7 +100,10 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     intake_task = asyncio.create_task(intake.serve())
     api_task = asyncio.create_task(api.serve())
-    workers = asyncio.create_task(run_workers(settings, stop, client))
+    spawned = _spawn_workers(settings)
+    workers = asyncio.create_task(
+        run_workers(settings, stop, client) if not spawned else stop.wait()
+    )
     for _ in range(300):  # "Ready." means ready: both HTTP servers listen (at most 30 s)
         if (intake.started and api.started) or intake_task.done() or api_task.done():
             break
@@ -111,8 +115,33 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
     finally:
         intake.should_exit = api.should_exit = True
         await asyncio.gather(workers, intake_task, api_task, return_exceptions=True)
+        await asyncio.to_thread(_stop_workers, spawned)
         if sandbox is not None:
             sandbox.stop()
+
+
+def _spawn_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """``CR_WORKER_PROCESSES`` > 1: that many `python -m worker` processes (same settings, same
+    process group, so Ctrl-C reaches them too); 1: none, the worker runs in this process."""
+    if settings.worker_processes <= 1:
+        return []
+    return [
+        subprocess.Popen([sys.executable, "-m", "worker"], cwd=PROJECT_ROOT)
+        for _ in range(settings.worker_processes)
+    ]
+
+
+def _stop_workers(spawned: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGTERM each (a worker drains gracefully), then SIGKILL what is left after ``timeout``."""
+    for proc in spawned:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in spawned:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _intake_secret(settings: Settings) -> str | None:
@@ -149,7 +178,8 @@ def _print_addresses(
         f"API           http://{settings.api_host}:{settings.api_port} (OpenAPI at /docs)",
         f"              a token for {local_person()} (admin) is in {token}" if token else "",
         f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
-        f"Worker        task queues {settings.task_queue}, {salesforce_queue(settings.task_queue)}",
+        f"Worker        task queues {settings.task_queue}, {salesforce_queue(settings.task_queue)}"
+        + (f" ({settings.worker_processes} processes)" if settings.worker_processes > 1 else ""),
         f"Payloads      {keys}",
         "Ready. From another terminal: .venv/bin/incident open --playbook physical-safety ...",
         "Ctrl-C stops everything.",

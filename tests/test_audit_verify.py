@@ -12,9 +12,9 @@ from audit.verify import verify
 from records.chain import row_digest, write_batch
 from records.checkpoints import checkpoint_file
 from records.tables import AuditRow, records_engine
-from tests.records_db import batch, entry, records_url, state
+from tests.records_db import batch, both_backends, entry, records_url, state
 
-pytestmark = pytest.mark.usefixtures(records_url.__name__)
+pytestmark = [both_backends, pytest.mark.usefixtures(records_url.__name__)]
 runner = CliRunner()
 
 

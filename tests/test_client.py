@@ -19,7 +19,7 @@ import uvicorn
 
 import starter
 from api.app import create_app
-from client.http import find_credentials, problem, token_file
+from client.http import Api, find_credentials, problem, token_file
 from roster import journal, service, tokens
 from sandbox.server import free_port
 from settings import Settings, get_settings
@@ -202,3 +202,15 @@ def test_nothing_is_left_in_the_config_dir_when_a_store_fails(tmp_path):
         _store(target, None)  # type: ignore[arg-type]
     assert target.read_text() == "crt_one\n"
     assert [p.name for p in Path(target.parent).iterdir()] == ["token"]
+
+
+def test_certificates_are_checked_for_an_https_api_or_behind_a_proxy(monkeypatch):
+    """The embedded stack's http API reads no certificate store (issue 11: ~40 ms a command);
+    an https API, or any proxy from the environment, is verified as always."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert Api(Settings(api_url="http://127.0.0.1:8789"), token="t").tls is False
+    assert Api(Settings(api_url="https://api.example.org"), token="t").tls is True
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example.org:3128")
+    assert Api(Settings(api_url="http://127.0.0.1:8789"), token="t").tls is True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from encryption.keystore import DataKeyDestroyed, DataKeyRow, KeyStore
 from settings import Settings
 from tests.codec_workflows import FAILING_ACTIVITY, FailingStepWorkflow
 from tests.engine_support import has, incident_input, playbook, wait_for_timeline
+from tests.records_db import BACKENDS, fresh_database
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentInput
 from workflows.names import workflow_id_for
@@ -41,9 +43,19 @@ from workflows.names import workflow_id_for
 CANARY = "+15550104242"  # a phone number that must never be readable in Temporal's storage
 
 
-def keys_in(tmp_path: Path, ring: master.MasterKeys | None = None, **kw) -> Keys:
+@pytest.fixture
+def keystore_url(request, tmp_path) -> Iterator[str]:
+    """An empty keystore database: SQLite, or PostgreSQL for the tests marked ``both``."""
+    with fresh_database(request, tmp_path, "keystore") as url:
+        yield url
+
+
+both = pytest.mark.parametrize("keystore_url", BACKENDS, indirect=True)
+
+
+def keys_in(tmp_path: Path, url: str, ring: master.MasterKeys | None = None, **kw) -> Keys:
     ring = ring or master.load_or_create(tmp_path)
-    return Keys.of(ring, KeyStore(ring, f"sqlite:///{tmp_path / 'keystore.db'}", **kw))
+    return Keys.of(ring, KeyStore(ring, url, **kw))
 
 
 def for_workflow(converter: DataConverter, workflow_id: str | None) -> DataConverter:
@@ -64,8 +76,9 @@ def meta(payload: Payload) -> dict[str, str]:
 # --- the codec on its own -------------------------------------------------------------------
 
 
-async def test_a_payload_round_trips_sealed_under_its_workflows_data_key(tmp_path):
-    dc = data_converter(keys=keys_in(tmp_path))
+@both
+async def test_a_payload_round_trips_sealed_under_its_workflows_data_key(tmp_path, keystore_url):
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
     payload = await seal(dc, {"phone": CANARY}, "incident-A")
     assert meta(payload) | {"encryption-key-id": "?"} == {
         "encoding": "binary/encrypted",
@@ -82,18 +95,22 @@ async def test_a_payload_round_trips_sealed_under_its_workflows_data_key(tmp_pat
     assert by_activity.metadata["encryption-key-id"] == payload.metadata["encryption-key-id"]
 
 
-async def test_a_payload_of_no_workflow_is_sealed_under_the_newest_master_key(tmp_path):
+@both
+async def test_a_payload_of_no_workflow_is_sealed_under_the_newest_master_key(
+    tmp_path, keystore_url
+):
     ring = master.load_or_create(tmp_path)
-    dc = data_converter(keys=keys_in(tmp_path, ring))
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url, ring))
     payload = await seal(dc, CANARY)
     assert meta(payload)["encryption-data-key"] == "global"
     assert meta(payload)["encryption-key-id"] == ring.current.key_id
     assert await dc.decode([payload]) == [CANARY]
 
 
-async def test_rotation_old_payloads_open_and_new_ones_use_the_newest_key(tmp_path):
+@both
+async def test_rotation_old_payloads_open_and_new_ones_use_the_newest_key(tmp_path, keystore_url):
     ring = master.load_or_create(tmp_path)
-    store = KeyStore(ring, f"sqlite:///{tmp_path / 'keystore.db'}")
+    store = KeyStore(ring, keystore_url)
     dc = data_converter(keys=Keys.of(ring, store))
     first = ring.current.key_id
     old_global = await seal(dc, "before")
@@ -101,7 +118,7 @@ async def test_rotation_old_payloads_open_and_new_ones_use_the_newest_key(tmp_pa
 
     # Another process loaded the ring before the rotation; it learns the new key from the file.
     other_ring = master.load_or_create(tmp_path)
-    other = data_converter(keys=keys_in(tmp_path, other_ring))
+    other = data_converter(keys=keys_in(tmp_path, keystore_url, other_ring))
     newest = ring.rotate()
     assert newest != first and [k.key_id for k in ring.keys] == [first, newest]
 
@@ -119,12 +136,13 @@ async def test_rotation_old_payloads_open_and_new_ones_use_the_newest_key(tmp_pa
     assert wrapping() == {"incident-old": first, "incident-new": newest}
     assert store.rewrap() == 1
     assert wrapping() == {"incident-old": newest, "incident-new": newest}
-    fresh = data_converter(keys=keys_in(tmp_path, master.load_or_create(tmp_path)))
+    fresh = data_converter(keys=keys_in(tmp_path, keystore_url, master.load_or_create(tmp_path)))
     assert await fresh.decode([old_incident]) == ["before"]
 
 
-async def test_each_incident_has_its_own_data_key(tmp_path):
-    dc = data_converter(keys=keys_in(tmp_path))
+@both
+async def test_each_incident_has_its_own_data_key(tmp_path, keystore_url):
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
     a = await seal(dc, CANARY, "incident-A")
     b = await seal(dc, CANARY, "incident-B")
     assert meta(a)["encryption-key-id"] != meta(b)["encryption-key-id"]
@@ -138,12 +156,13 @@ async def test_each_incident_has_its_own_data_key(tmp_path):
         await dc.decode([moved])
 
 
-async def test_a_destroyed_data_key_shreds_that_incident_and_no_other(tmp_path):
-    keys = keys_in(tmp_path)
+@both
+async def test_a_destroyed_data_key_shreds_that_incident_and_no_other(tmp_path, keystore_url):
+    keys = keys_in(tmp_path, keystore_url)
     dc = data_converter(keys=keys)
     a = await seal(dc, CANARY, "incident-A")
     b = await seal(dc, "bystander", "incident-B")
-    other_process = data_converter(keys=keys_in(tmp_path, cache_seconds=0))
+    other_process = data_converter(keys=keys_in(tmp_path, keystore_url, cache_seconds=0))
     assert await other_process.decode([a]) == [CANARY]
 
     _, store = keys.get()
@@ -159,16 +178,18 @@ async def test_a_destroyed_data_key_shreds_that_incident_and_no_other(tmp_path):
     assert store.scopes("incident-", destroyed=True) == ["incident-A"]
 
 
-async def test_plaintext_payloads_pass_through_unchanged(tmp_path):
-    dc = data_converter(keys=keys_in(tmp_path))
+@both
+async def test_plaintext_payloads_pass_through_unchanged(tmp_path, keystore_url):
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
     plain = await pydantic_data_converter.encode([{"summary": CANARY}, 7])
     assert not any(is_sealed(p) for p in plain)
     assert await dc.decode(plain) == [{"summary": CANARY}, 7]
     assert decode_payloads(plain) == plain
 
 
-async def test_tampered_ciphertext_fails_with_a_clear_error(tmp_path):
-    dc = data_converter(keys=keys_in(tmp_path))
+@both
+async def test_tampered_ciphertext_fails_with_a_clear_error(tmp_path, keystore_url):
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
     for workflow_id in ("incident-A", None):
         payload = await seal(dc, CANARY, workflow_id)
         payload.data = payload.data[:-1] + bytes([payload.data[-1] ^ 1])

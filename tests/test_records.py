@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import records
 from audit.verify import verify
+from records import store as db
 from records import tables
 from records.chain import row_digest, write_batch
 from records.sealed import is_sealed, opened, opened_columns, opened_resolution
@@ -27,10 +28,10 @@ from records.tables import (
     RecordsMeta,
     SlaOutcome,
 )
-from tests.records_db import PG_URL, at, batch, clock, entry, records_url, state
+from tests.records_db import at, batch, both_backends, clock, entry, records_url, state
 from workflows.names import SIGNAL_EVENT
 
-pytestmark = pytest.mark.usefixtures(records_url.__name__)
+pytestmark = [both_backends, pytest.mark.usefixtures(records_url.__name__)]
 
 TIMELINE = [
     entry(0, 0, "alice", "opened", role="ic", detail="opened from playbook account-takeover"),
@@ -221,17 +222,22 @@ def test_schema_version_is_recorded_and_a_newer_schema_refused():
         tables.records_engine()
 
 
-def test_postgresql_backend_in_use():
-    """The suite runs against PostgreSQL when TEST_DATABASE_URL is set (see tests/records_db.py)."""
-    if not PG_URL:
-        pytest.skip("TEST_DATABASE_URL is not set: no PostgreSQL server to run the suite against")
-    from sqlalchemy import create_engine, text
+def test_each_backend_is_the_database_it_says(request, records_url):
+    """The PostgreSQL half of this file really runs on PostgreSQL, in a database of its own, and
+    its sessions are in UTC although the server's TimeZone is not (stack/postgres.py): an aware
+    time bound to a ``timestamp without time zone`` keeps its UTC wall clock."""
+    from sqlalchemy import text
 
-    eng = create_engine(PG_URL)
-    with eng.connect() as conn:
-        assert conn.execute(text("select 1")).scalar() == 1
-    assert eng.dialect.name == "postgresql"
-    eng.dispose()
+    backend = request.node.callspec.params["records_url"]
+    eng = tables.records_engine()
+    assert eng.dialect.name == backend
+    if backend == "postgresql":
+        with eng.connect() as conn:
+            assert conn.execute(text("select current_database()")).scalar() in records_url
+            assert conn.execute(text("show timezone")).scalar() == "UTC"
+            naive = conn.execute(text("select cast(:t as timestamp)"), {"t": at(0)}).scalar()
+            assert naive == at(0).replace(tzinfo=None)
+        assert db.driver_url("postgres://u@h/cr") == "postgresql+psycopg://u@h/cr"
 
 
 async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(dev_env):

@@ -41,11 +41,11 @@ from reports.chart import write_chart
 from reports.cli import report_command
 from reports.report import build_report, summary_text, to_csv, to_json, to_table
 from reports.schedule import create_daily_schedule
-from tests.records_db import batch, clock, entry, records_url, state
+from tests.records_db import batch, both_backends, clock, entry, records_url, state
 from workflows.daily_report import SCHEDULE_ID, DailyReportRequest, DailyReportWorkflow
 from workflows.models import ActionRequest, ActionResult
 
-pytestmark = pytest.mark.usefixtures(records_url.__name__)
+pytestmark = [both_backends, pytest.mark.usefixtures(records_url.__name__)]
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(days=7)
 ATO, ED = "account-takeover", "emergency-disclosure"

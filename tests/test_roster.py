@@ -7,28 +7,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
-from sqlalchemy import create_engine
 
 import starter
 from audit.verify import verify
-from roster import journal, service, tables, yamlfile
+from roster import journal, service, yamlfile
 from roster.cli import oncall_app, people_app, roster_app, token_app
 from roster.service import RosterError
-from tests.records_db import records_url  # noqa: F401 - the fixture
+from tests.records_db import both_backends, records_url  # noqa: F401 - the fixture
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 ADMIN = "admin"
 
 
+pytestmark = both_backends
+
+
 @pytest.fixture
 def url(records_url):  # noqa: F811
-    if not records_url.startswith("sqlite"):
-        eng = create_engine(records_url)
-        tables.SQLModel.metadata.drop_all(eng, tables=tables.TABLES)
-        eng.dispose()
-    tables._ready.clear()
-    yield records_url
-    tables._ready.clear()
+    return records_url
 
 
 def team(url: str) -> None:

@@ -402,6 +402,41 @@ def test_restart_keeps_open_incidents_and_leaves_no_orphans(tmp_path: Path) -> N
         running.interrupt()
 
 
+def group_commands(pgid: int, needle: bytes) -> list[bytes]:
+    """Command lines (NUL-separated, from /proc) of the processes in group ``pgid`` holding
+    ``needle``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # it ended meanwhile
+        if int(fields[2]) == pgid and needle in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_make_run_with_several_worker_processes(tmp_path: Path) -> None:
+    """`CR_WORKER_PROCESSES=2`: two `python -m worker` processes take the incidents' tasks, and
+    Ctrl-C stops them with everything else (nothing is left in the stack's process group)."""
+    running = Stack(dict(stack_env(tmp_path), CR_WORKER_PROCESSES="2"))
+    running.start()
+    assert running.proc is not None
+    try:
+        assert "(2 processes)" in running.log.read_text()
+        assert len(group_commands(running.proc.pid, b"-m\x00worker")) == 2
+        incident = f"E2E-{uuid.uuid4().hex[:6]}"
+        cli(running.env, "open", "--playbook", "child-safety", "--summary", "report", "--id",
+            incident, "--field", "jurisdiction=us")  # fmt: skip
+        wait_until(lambda: status(running.env, incident)["active_steps"])
+        cli(running.env, "close", incident, "--resolution", "done")
+    finally:
+        assert running.interrupt() == 0
+    with pytest.raises(ProcessLookupError):
+        os.killpg(running.proc.pid, 0)  # no worker outlived the stack
+
+
 def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
     """A second worker process beside the stack's, and an API that opens incidents on its task
     queue; kill -9 the worker mid-incident, start another."""

@@ -12,10 +12,11 @@ from audit.verify import verify
 from roster import journal, service, tokens
 from roster.tables import ApiToken, roster_engine
 from roster.tokens import AuthError, Principal
-from tests.records_db import records_url  # noqa: F401 - the fixture
+from tests.records_db import both_backends, records_url  # noqa: F401 - the fixture
 from tests.test_roster import cli, url  # noqa: F401 - fixtures
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+pytestmark = both_backends
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
 from workflows.limits import EventData, Fields, Ident, Name, Role, Summary, Text
-from workflows.signatures import Signature
 
 TRUSTED_KEYS_MAX = 16  # public keys one incident trusts (the API's current and rotated-out keys)
 ROSTER_MAX = 2_000  # people on an incident's roster
@@ -223,6 +222,19 @@ class IncidentOutcome(BaseModel):
 
 
 # --- Messages -----------------------------------------------------------------------------
+
+
+class Signature(BaseModel):
+    """The API's signature on one message (the ``signature`` field of every request model; made
+    and checked in ``workflows/signatures.py``, whose cryptography the model never needs).
+
+    Loosely typed on purpose: a malformed value is a refusal recorded in the timeline
+    (``verify``), not a decoding error."""
+
+    key_id: str = Field(max_length=64)
+    issued_at: datetime
+    nonce: str = Field(max_length=128)
+    value: str = Field(max_length=256)  # base64 (standard, padded) of the 64-byte signature
 
 
 class ApprovalRequest(BaseModel):

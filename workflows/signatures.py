@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from workflows.models import Signature
 from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT
 
 SIGNING_PREFIX = b"critical-response/signed-action/v1\n"
@@ -49,18 +50,6 @@ UNSIGNED, BAD_SIGNATURE, REPLAYED, ROLE_NOT_HELD = (
     "replayed",
     "role_not_held",
 )
-
-
-class Signature(BaseModel):
-    """The API's signature on one message (the ``signature`` field of every request model).
-
-    Loosely typed on purpose: a malformed value is a refusal recorded in the timeline
-    (``verify``), not a decoding error."""
-
-    key_id: str = Field(max_length=64)
-    issued_at: datetime
-    nonce: str = Field(max_length=128)
-    value: str = Field(max_length=256)  # base64 (standard, padded) of the 64-byte signature
 
 
 @dataclass(frozen=True)
