@@ -32,6 +32,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import records
 from bench.plain import PlainIncidentWorkflow
+from bench.replay_rate import fetch_histories, replay_rate
 from connection import data_converter, exit_process
 from incidents.service import search_attributes
 from playbooks.loader import content_hash
@@ -267,6 +268,11 @@ def write_results(rows: list[dict[str, Any]], first_step: float) -> str:
         "|---|---|---|---|---|",
         *(f"| {r['label']} | {r['shape']['events']} | {r['shape']['workflow_tasks']} | "
           f"{r['shape']['activities']} | {r['shape']['bytes']} |" for r in rows),
+        "", "Replay with today's code of the histories just produced (`incident audit replay`, "
+        "and every workflow task of a worker with no workflow cache):", "",
+        "| workflow | histories | histories/s | history events/s |", "|---|---|---|---|",
+        *(f"| {r['label']} | {r['replay']['histories']} | {r['replay']['per_second']:.0f} | "
+          f"{r['replay']['events_per_second']:.0f} |" for r in rows),
         "", f"Open to first step running (engine, median of 20, one at a time, polled every "
         f"10 ms): **{first_step * 1000:.0f} ms**.", "", EXPLANATION,
     ])  # fmt: skip
@@ -321,6 +327,10 @@ async def main_async() -> None:
                     first = f"bench-{side}-0"
                     shape_of = workflow_id_for(first) if "engine" in label else f"plain-{side}-0"
                     row["shape"] = await history_shape(client, shape_of)
+                    ids = [shape_of.replace(f"{side}-0", f"{side}-{i}") for i in range(INCIDENTS)]
+                    row["replay"] = await replay_rate(
+                        await fetch_histories(client, ids), workflows, client, sandbox
+                    )
                     rows.append(row)
                     if label.startswith("engine ("):
                         first_step = await open_to_first_step(client, queue, side)

@@ -177,7 +177,11 @@ async def record(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
     last_run = (await handle.describe()).run_id
     archive = env.client.get_workflow_handle(archive_workflow_id(handle.id, last_run))
     await archive.result()
-    return await export_incident(incident_id, env.client)
+    document = await export_incident(incident_id, env.client)
+    # The fixtures are histories only: the audit section is signed by this throwaway recording's
+    # audit key, which no other installation holds, so it would read as tampered anywhere else.
+    document.pop("audit", None)
+    return document
 
 
 async def record_with_retries(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
