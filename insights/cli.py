@@ -1,0 +1,76 @@
+"""The team lead's instrument commands: ``incident transparency``, ``incident handbook``,
+``incident workload``, ``incident coverage`` and ``incident review``.
+
+Each is a thin shell over a function returning data (``insights/*.py``) and its renderers; errors
+are ``typer.BadParameter`` (usage, exit 2) or ``CliError`` (exit 1), one line each.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from terminal import CliError
+
+insights_app = typer.Typer()
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def parse_day(text: str, option: str, *, end: bool = False) -> datetime:
+    """``2026-01-31`` (a whole day: ``--to`` includes it) or an ISO date-time, as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date (2026-01-31) or ISO date-time", param_hint=option
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if end and len(text.strip()) == 10:
+        value += timedelta(days=1)
+    return value
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    typer.echo(f"written to {output}", err=True)
+
+
+@insights_app.command("transparency")
+def transparency_command(
+    from_: str = typer.Option(..., "--from", help="Received on/after: 2026-01-01 or ISO time"),
+    to: str | None = typer.Option(None, "--to", help="Received up to this day (included); now"),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json"),
+    chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart here"),
+) -> None:
+    """Law-enforcement requests by type, jurisdiction and outcome; child-safety reports; notices
+    delayed: the figures of a transparency report."""
+    from insights.charts import write_transparency_chart
+    from insights.transparency import build_transparency, to_csv, to_json, to_table
+
+    start = parse_day(from_, "--from")
+    end = parse_day(to, "--to", end=True) if to else datetime.now(UTC)
+    if end <= start:
+        raise typer.BadParameter(f"{to!r} is not after --from {from_!r}", param_hint="--to")
+    report = build_transparency(start, end)
+    render = {Format.table: to_table, Format.csv: to_csv, Format.json: to_json}[format]
+    typer.echo(render(report), nl=False)
+    if chart is not None:
+        write_transparency_chart(report, chart)
+        typer.echo(f"chart written to {chart}", err=True)
+
+
+def _fail(message: str) -> CliError:
+    return CliError(message)
