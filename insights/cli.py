@@ -72,5 +72,42 @@ def transparency_command(
         typer.echo(f"chart written to {chart}", err=True)
 
 
-def _fail(message: str) -> CliError:
-    return CliError(message)
+class BookFormat(StrEnum):
+    markdown = "markdown"
+    html = "html"
+
+
+@insights_app.command("handbook")
+def handbook_command(
+    format: BookFormat = typer.Option(BookFormat.markdown, "--format", help="markdown or html"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout"),
+    playbook: list[str] = typer.Option([], "--playbook", help="Only these playbooks (repeat)"),
+    check: Path | None = typer.Option(
+        None, "--check", help="Exit 1 if this written handbook no longer matches the playbooks"
+    ),
+) -> None:
+    """The playbooks as a readable handbook (Markdown or HTML), each with its content hash."""
+    from insights.handbook import build_handbook, stale_playbooks, to_html, to_markdown
+    from settings import get_settings
+
+    directory = get_settings().playbooks_dir
+    if check is not None:
+        problems = stale_playbooks(check.read_text(), directory)
+        if problems:
+            raise CliError(
+                f"handbook {check} is stale: {problems[0]} (+{len(problems) - 1} more)"
+                if len(problems) > 1
+                else f"handbook {check} is stale: {problems[0]}"
+            )
+        typer.echo(f"handbook {check} matches the playbooks")
+        return
+    book = build_handbook(directory, playbook)
+    known = {page.name for page in book.pages}
+    unknown = [name for name in playbook if name not in known]
+    if unknown or not book.pages:
+        raise typer.BadParameter(
+            f"unknown playbook {(unknown or [''])[0]!r}; known: "
+            f"{', '.join(sorted(p.name for p in build_handbook(directory).pages))}",
+            param_hint="--playbook",
+        )
+    _emit(to_html(book) if format is BookFormat.html else to_markdown(book), output)

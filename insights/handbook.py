@@ -308,9 +308,7 @@ def to_markdown(book: Handbook) -> str:
         if p.events:
             out += ["", "**Events.**", ""] + [f"- `{n}`: {t}" for n, t in p.events]
         out += ["", "### Flow", "", "```mermaid", p.diagram, "```", "", "### Steps", ""]
-        out += [
-            f"{'  ' * s.depth}- [{s.id}](#{anchor(p.name, s.id)}): {s.title}" for s in p.steps
-        ]
+        out += [f"{'  ' * s.depth}- [{s.id}](#{anchor(p.name, s.id)}): {s.title}" for s in p.steps]
         for s in p.steps:
             out += ["", f'<a id="{anchor(p.name, s.id)}"></a>', ""]
             out += [f"#### {s.id}: {s.title}", ""]
@@ -380,7 +378,7 @@ def to_html(book: Handbook) -> str:
             )  # fmt: skip
             out.append(
                 f'<div class="step" id="{anchor(p.name, s.id)}"><h4>{s.id}: {_h(s.title)}</h4>'
-                f"<p class=\"meta\">Owner: {_h(s.owner)}; kind: {s.kind}; {_h(s.decision)}</p>"
+                f'<p class="meta">Owner: {_h(s.owner)}; kind: {s.kind}; {_h(s.decision)}</p>'
             )
             if s.sla:
                 out.append(f"<p>SLA: {_h(s.sla)}</p>")
