@@ -111,3 +111,65 @@ def handbook_command(
             param_hint="--playbook",
         )
     _emit(to_html(book) if format is BookFormat.html else to_markdown(book), output)
+
+
+def _zone(zone: str | None) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from settings import get_settings
+
+    zone = zone or get_settings().business_timezone
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise typer.BadParameter(
+            f"{zone!r} is not an IANA time zone", param_hint="--timezone"
+        ) from None
+    return zone
+
+
+@insights_app.command("workload")
+def workload_command(
+    since: str = typer.Option("28d", help="From: 2026-01-31, ISO time, or a look-back (28d)"),
+    timezone: str | None = typer.Option(None, help="IANA zone of the hours (business zone)"),
+    hours: bool = typer.Option(False, "--hours", help="Every role and hour of the week"),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json"),
+) -> None:
+    """Workload per role and hour of the week: steps owned, approvals decided, pages answered."""
+    from insights.workload import build_workload, workload_csv, workload_table
+    from reports.report import parse_since
+
+    try:
+        start = parse_since(since)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--since") from None
+    assert start is not None
+    report = build_workload(start, datetime.now(UTC), _zone(timezone))
+    if format is Format.json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        render = (
+            workload_csv if format is Format.csv else (lambda r: workload_table(r, hours=hours))
+        )
+        typer.echo(render(report), nl=False)
+
+
+@insights_app.command("coverage")
+def coverage_command(
+    weeks: int = typer.Option(2, "--weeks", min=1, max=8, help="Weeks ahead (1-8)"),
+    lookback: int = typer.Option(8, "--lookback", min=1, max=52, help="Past weeks of demand"),
+    timezone: str | None = typer.Option(None, help="IANA zone of the hours (business zone)"),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json"),
+    heatmap: Path = typer.Option(Path("coverage.png"), "--heatmap", help="PNG heatmap path"),
+) -> None:
+    """Who is on call per role and hour of the coming weeks against past demand; gaps flagged."""
+    from insights.charts import write_coverage_heatmap
+    from insights.coverage import build_coverage, coverage_csv, coverage_table
+
+    coverage = build_coverage(_zone(timezone), weeks=weeks, lookback=lookback)
+    if format is Format.json:
+        typer.echo(coverage.model_dump_json(indent=2))
+    else:
+        typer.echo((coverage_csv if format is Format.csv else coverage_table)(coverage), nl=False)
+    write_coverage_heatmap(coverage, heatmap)
+    typer.echo(f"heatmap written to {heatmap}", err=True)
