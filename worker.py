@@ -23,11 +23,18 @@ from connection import connect, exit_process
 from datadir import private_umask, secure_dir
 from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
+from workflows.coverage_check import CoverageCheckWorkflow
 from workflows.daily_report import DailyReportWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 
-WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow, ReconcileWorkflow]
+WORKFLOWS = [
+    IncidentWorkflow,
+    ArchiveIncidentWorkflow,
+    DailyReportWorkflow,
+    ReconcileWorkflow,
+    CoverageCheckWorkflow,
+]
 # The main queue's activities: notifications, records, and the roster's on-call answer.
 ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES]
 

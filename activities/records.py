@@ -13,16 +13,19 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeats
 from activities.safe_errors import private_failures
+from insights.coverage import build_coverage, gap_summary
 from playbooks.schema import parse_duration
 from records.archive import archive_chain
 from records.chain import write_batch
 from records.reconcile import reconcile_open
 from reports.report import build_report, summary_text
 from workflows.archive import ArchiveRequest, ArchiveResult
+from workflows.coverage_check import CoverageCheckRequest
 from workflows.daily_report import DailyReportRequest
 from workflows.models import RecordBatch
 from workflows.names import (
     ARCHIVE_ACTIVITY,
+    COVERAGE_GAPS_ACTIVITY,
     RECONCILE_ACTIVITY,
     RECORDS_ACTIVITY,
     REPORT_SUMMARY_ACTIVITY,
@@ -64,4 +67,16 @@ async def reconcile() -> list[str]:
     return [f"{r.incident_id}: {r.status}" for r in done]
 
 
-ACTIVITIES = [append, archive_history, report_summary, reconcile]
+@activity.defn(name=COVERAGE_GAPS_ACTIVITY)
+@heartbeats
+async def coverage_gaps(request: CoverageCheckRequest) -> str:
+    """The coverage gaps of the next 24 hours as a page's text; "" when there is none."""
+
+    def compute() -> str:
+        coverage = build_coverage(request.timezone, hours=24, lookback=request.lookback_weeks)
+        return gap_summary(coverage)
+
+    return await asyncio.to_thread(compute)
+
+
+ACTIVITIES = [append, archive_history, report_summary, reconcile, coverage_gaps]

@@ -25,17 +25,25 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from matplotlib.image import imread
+from temporalio import activity
+from temporalio.worker import Worker
 
+from activities import records
 from insights.charts import write_coverage_heatmap
 from insights.coverage import build_coverage, coverage_csv, coverage_table, gap_summary
 from insights.workload import build_workload, work_items, workload_csv, workload_table
 from records.chain import write_batch
+from reports.schedule import create_coverage_schedule
 from roster import service
 from tests.records_db import batch, both_backends, entry, records_url, state
+from workflows.coverage_check import SCHEDULE_ID as COVERAGE_SCHEDULE_ID
+from workflows.coverage_check import CoverageCheckRequest, CoverageCheckWorkflow
+from workflows.models import ActionRequest, ActionResult
 
 pytestmark = [both_backends, pytest.mark.usefixtures(records_url.__name__)]
 NOW = datetime(2026, 3, 16, 0, 10, tzinfo=UTC)
@@ -145,3 +153,41 @@ def test_the_next_24_hours_and_the_page_text():
     assert "lers over capacity Mon 10:00-11:00 (p90 5.1, on call: ben)" in text
     quiet = build_coverage("UTC", hours=24, lookback=4, now=NOW + timedelta(days=5))
     assert [g.role for g in quiet.gaps] == [] and gap_summary(quiet) == ""
+
+
+async def test_daily_coverage_check_pages_the_team_lead_on_a_gap(dev_env):
+    client = dev_env.client
+    queue = f"coverage-{uuid.uuid4().hex[:8]}"
+    made = await create_coverage_schedule(
+        client, at="07:30", timezone="Europe/Dublin", policy="tns-lead", task_queue=queue
+    )
+    assert made.startswith(f"schedule {COVERAGE_SCHEDULE_ID} created: every day at 07:30")
+    described = await client.get_schedule_handle(COVERAGE_SCHEDULE_ID).describe()
+    assert described.schedule.action.workflow == "CoverageCheckWorkflow"  # type: ignore[attr-defined]
+    await client.get_schedule_handle(COVERAGE_SCHEDULE_ID).delete()
+    paged: list[ActionRequest] = []
+
+    @activity.defn(name="notify.pagerduty")
+    async def pagerduty(request: ActionRequest) -> ActionResult:
+        paged.append(request)
+        return ActionResult(detail="paged")
+
+    service.add_person("cal", display_name="Cal", roles=["cr"], actor=ADMIN)
+    later = datetime.now(UTC) + timedelta(hours=30)  # nobody on call for cr until then
+    service.add_rotation("cr", name="primary", people=["cal"], shift=timedelta(days=7),
+                         start=later, actor=ADMIN)  # fmt: skip
+    request = CoverageCheckRequest(policy="tns-lead", timezone="UTC")
+    async with Worker(client, task_queue=queue, workflows=[CoverageCheckWorkflow],
+                      activities=[records.coverage_gaps, pagerduty]):  # fmt: skip
+        text = await client.execute_workflow(
+            CoverageCheckWorkflow.run, request, id=f"coverage-{queue}", task_queue=queue
+        )
+        assert text.startswith("Coverage gaps in the next 24 h (UTC): cr nobody on call")
+        assert len(paged) == 1 and paged[0].args["escalation_policy"] == "tns-lead"
+        assert paged[0].args["summary"] == text and paged[0].incident_id == f"coverage-{queue}"
+        service.add_override("cr", "cal", start=datetime.now(UTC) - timedelta(hours=1),
+                             end=later, reason="cover", actor=ADMIN)  # fmt: skip
+        quiet = await client.execute_workflow(
+            CoverageCheckWorkflow.run, request, id=f"coverage-2-{queue}", task_queue=queue
+        )
+    assert quiet == "no coverage gap in the next 24 hours" and len(paged) == 1
