@@ -75,11 +75,14 @@ def transparency_command(
 class BookFormat(StrEnum):
     markdown = "markdown"
     html = "html"
+    json = "json"
 
 
 @insights_app.command("handbook")
 def handbook_command(
-    format: BookFormat = typer.Option(BookFormat.markdown, "--format", help="markdown or html"),
+    format: BookFormat = typer.Option(
+        BookFormat.markdown, "--format", help="markdown, html or json"
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout"),
     playbook: list[str] = typer.Option([], "--playbook", help="Only these playbooks (repeat)"),
     check: Path | None = typer.Option(
@@ -110,6 +113,9 @@ def handbook_command(
             f"{', '.join(sorted(p.name for p in build_handbook(directory).pages))}",
             param_hint="--playbook",
         )
+    if format is BookFormat.json:
+        _emit(book.model_dump_json(indent=2) + "\n", output)
+        return
     _emit(to_html(book) if format is BookFormat.html else to_markdown(book), output)
 
 
@@ -173,3 +179,22 @@ def coverage_command(
         typer.echo((coverage_csv if format is Format.csv else coverage_table)(coverage), nl=False)
     write_coverage_heatmap(coverage, heatmap)
     typer.echo(f"heatmap written to {heatmap}", err=True)
+
+
+@insights_app.command("review")
+def review_command(
+    incident_id: str = typer.Argument(..., help="The incident to review"),
+    format: BookFormat = typer.Option(BookFormat.markdown, "--format", help="markdown or json"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout"),
+) -> None:
+    """Draft the post-incident review from the records: timeline, decisions, SLAs, escalations."""
+    from insights.review import ReviewUnavailable, build_review, to_markdown
+
+    if format is BookFormat.html:
+        raise typer.BadParameter("a review is markdown or json", param_hint="--format")
+    try:
+        review = build_review(incident_id)
+    except ReviewUnavailable as err:
+        raise CliError(str(err)) from None
+    _emit(review.model_dump_json(indent=2) + "\n" if format is BookFormat.json
+          else to_markdown(review), output)  # fmt: skip
