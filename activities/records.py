@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.heartbeat import heartbeats
 from activities.safe_errors import private_failures
 from insights.coverage import build_coverage, gap_summary
+from insights.metrics import observe_batch
 from playbooks.schema import parse_duration
 from records.archive import archive_chain
 from records.chain import write_batch
@@ -36,7 +37,9 @@ from workflows.names import (
 @heartbeats
 async def append(batch: RecordBatch) -> dict[str, int]:
     """Mirror a timeline batch into the records database (idempotent; safe to retry)."""
-    return await asyncio.to_thread(write_batch, batch)
+    result = await asyncio.to_thread(write_batch, batch)
+    observe_batch(batch, result["written"])  # decision latency, for the worker's metrics
+    return result
 
 
 @activity.defn(name=ARCHIVE_ACTIVITY)

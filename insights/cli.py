@@ -198,3 +198,18 @@ def review_command(
         raise CliError(str(err)) from None
     _emit(review.model_dump_json(indent=2) + "\n" if format is BookFormat.json
           else to_markdown(review), output)  # fmt: skip
+
+
+@insights_app.command("metrics")
+def metrics_command(
+    format: Format = typer.Option(Format.table, "--format", help="table or json"),
+) -> None:
+    """The records' metrics (open incidents, SLA warnings and breaches, step durations) as text:
+    what the API's /metrics and the worker's metrics port serve to Prometheus."""
+    from insights.metrics import metrics_table, records_metrics
+
+    if format is Format.csv:
+        raise typer.BadParameter("metrics are table or json", param_hint="--format")
+    figures = records_metrics()
+    typer.echo(figures.model_dump_json(indent=2) if format is Format.json else metrics_table(figures),
+               nl=format is Format.json)  # fmt: skip
