@@ -195,7 +195,7 @@ def to_table(report: Transparency) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console = Console(file=io.StringIO(), width=190, color_system=None)
     heads = ("type", "process", "jurisd.", "requests", "accounts", "disclosed", "partially",
              "rejected", "withdrawn", "preserved", "pending", "respond p50", "p90")  # fmt: skip
     period = f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC"

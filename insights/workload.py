@@ -3,8 +3,11 @@
 Read from the clear columns of ``audit_log`` only (kind, step, role, actor, time: never the sealed
 detail or data), so it runs without keys and after a purge. Work items:
 
-- a **step** a role owns: its ``step_started`` entry (the role is the step's owner), done at its
-  ``step_completed``; time from start to completion;
+- a **step** a role owns that a person does (a ``wait_for``: actions run themselves, approvals
+  are counted as approvals, branches and parallels are structure; the kind comes from the
+  playbooks on disk, a step they no longer have counts): its ``step_started`` entry (the role is
+  the step's owner), done at its ``step_completed`` by whoever sent the last event before it;
+  time from start to completion;
 - an **approval**: its ``approval_requested`` entry, decided by the first ``approved`` /
   ``rejected`` / ``first_approval`` after it (the role is the decider's; undecided, the first role
   asked); time from request to decision;
@@ -23,14 +26,18 @@ import csv
 import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
+from playbooks.loader import scan_playbooks
 from records.tables import AuditRow, records_engine, utc
 from reports.report import percentile
+from settings import get_settings
 
 UNANSWERED = "(unanswered)"
 DECISIONS = ("approved", "rejected", "first_approval")
@@ -58,6 +65,7 @@ class WorkItem(NamedTuple):
 
 
 class Row(NamedTuple):
+    playbook: str
     incident_id: str
     seq: int
     at: datetime
@@ -81,24 +89,42 @@ def _rows(s: Session, since: datetime, until: datetime) -> list[Row]:
         )
         .order_by(col(AuditRow.incident_id), col(AuditRow.seq))
     )
-    return [Row(i, q, utc(a), ac, r, k, st) for i, q, a, ac, r, k, st in s.exec(query)]
+    return [Row(p, i, q, utc(a), ac, r, k, st) for p, i, q, a, ac, r, k, st in s.exec(query)]
+
+
+@cache
+def step_kinds(playbooks_dir: Path) -> dict[tuple[str, str], str]:
+    """(playbook, step id) -> the step's kind, for every playbook on disk."""
+    return {
+        (lp.playbook.name, step.id): step.kind
+        for lp in scan_playbooks(playbooks_dir)[0]
+        for step in lp.playbook.iter_steps()
+    }
 
 
 def _is_person(row: Row) -> bool:
     return row.action in PERSON_KINDS and row.actor != "system" and bool(row.role)
 
 
-def _items_of(rows: list[Row]) -> list[WorkItem]:
+def _step_item(row: Row, later: list[Row]) -> WorkItem:
+    end = next((r for r in later if r.step == row.step
+                and r.action in ("step_completed", "step_started")), None)  # fmt: skip
+    if end is None or end.action != "step_completed":
+        return WorkItem("step", row.role or "", row.incident_id, row.at, None, None)
+    sent = [r for r in later if r.action == "event" and r.at <= end.at and r.actor != "system"
+            and not r.actor.startswith("intake:")]  # fmt: skip
+    by = sent[-1].actor if sent else None
+    return WorkItem("step", row.role or "", row.incident_id, row.at, by, end.at)
+
+
+def _items_of(rows: list[Row], kinds: dict[tuple[str, str], str]) -> list[WorkItem]:
     """One incident's rows, in order, as work items."""
     items: list[WorkItem] = []
     for n, row in enumerate(rows):
         later = rows[n + 1 :]
         if row.action == "step_started" and row.role and row.role != "system":
-            done = next((r for r in later if r.action == "step_completed" and r.step == row.step
-                         or r.action == "step_started" and r.step == row.step), None)  # fmt: skip
-            ok = done is not None and done.action == "step_completed"
-            items.append(WorkItem("step", row.role, row.incident_id, row.at, None,
-                                  done.at if ok and done else None))  # fmt: skip
+            if kinds.get((row.playbook, row.step or ""), "wait_for") == "wait_for":
+                items.append(_step_item(row, later))
         elif row.action == "approval_requested":
             decided = next((r for r in later if r.action in DECISIONS and r.step == row.step), None)
             role = decided.role if decided and decided.role else (row.role or "").split(",")[0]
@@ -113,9 +139,12 @@ def _items_of(rows: list[Row]) -> list[WorkItem]:
     return items
 
 
-def work_items(since: datetime, until: datetime, url: str | None = None) -> list[WorkItem]:
+def work_items(
+    since: datetime, until: datetime, url: str | None = None, playbooks_dir: Path | None = None
+) -> list[WorkItem]:
     """Every work item that arrived in [since, until) (its answer may come later: a step
     completed, an approval decided or a page answered after ``until`` is read up to a week on)."""
+    kinds = step_kinds(playbooks_dir or get_settings().playbooks_dir)
     with Session(records_engine(url)) as s:
         rows = _rows(s, since, until + timedelta(days=7))
     by_incident: dict[str, list[Row]] = defaultdict(list)
@@ -124,7 +153,7 @@ def work_items(since: datetime, until: datetime, url: str | None = None) -> list
     return [
         item
         for found in by_incident.values()
-        for item in _items_of(found)
+        for item in _items_of(found, kinds)
         if utc(since) <= item.arrived < utc(until)
     ]
 

@@ -191,3 +191,21 @@ async def test_daily_coverage_check_pages_the_team_lead_on_a_gap(dev_env):
             CoverageCheckWorkflow.run, request, id=f"coverage-2-{queue}", task_queue=queue
         )
     assert quiet == "no coverage gap in the next 24 hours" and len(paged) == 1
+
+
+def test_only_work_a_person_does_counts_as_a_step():
+    base = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    _write("K1", base, [
+        (1, "system", "step_started", "lers", "open-case"),  # an action: it runs itself
+        (2, "system", "step_completed", "lers", "open-case"),
+        (3, "system", "step_started", "lers", "legal-review"),  # an approval: counted as one
+        (3, "system", "approval_requested", "legal", "legal-review"),
+        (9, "lena", "approved", "legal", "legal-review"),
+        (9, "system", "step_completed", "legal", "legal-review"),
+        (10, "system", "step_started", "lers", "service-check"),  # a wait_for: a person's work
+        (40, "ben", "event", None, None),
+        (40, "system", "step_completed", "lers", "service-check"),
+    ])  # fmt: skip
+    items = work_items(base, base + timedelta(hours=1))
+    assert [(i.kind, i.role, i.handled_by, i.seconds) for i in items] == [
+        ("approval", "legal", "lena", 360.0), ("step", "lers", "ben", 1800.0)]  # fmt: skip
