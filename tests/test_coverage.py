@@ -209,3 +209,23 @@ def test_only_work_a_person_does_counts_as_a_step():
     items = work_items(base, base + timedelta(hours=1))
     assert [(i.kind, i.role, i.handled_by, i.seconds) for i in items] == [
         ("approval", "legal", "lena", 360.0), ("step", "lers", "ben", 1800.0)]  # fmt: skip
+
+
+def test_the_commands(tmp_path, capsys):
+    from starter import run
+
+    seed()
+    png = tmp_path / "heat.png"
+    assert run(["coverage", "--weeks", "1", "--timezone", "UTC", "--heatmap", str(png)]) == 0
+    out = capsys.readouterr()
+    assert "Method: Forecast per role and hour of the week" in out.out and png.exists()
+    assert run(["coverage", "--format", "csv", "--heatmap", str(png)]) == 0
+    assert capsys.readouterr().out.startswith("role,start,hour_of_week")
+    assert run(["coverage", "--timezone", "Mars/Olympus", "--heatmap", str(png)]) == 2
+    assert "'Mars/Olympus' is not an IANA time zone" in capsys.readouterr().err
+    assert run(["coverage", "--weeks", "0"]) == 2
+    capsys.readouterr()
+    assert run(["workload", "--since", "3650d", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("role,hour_of_week")
+    assert run(["workload", "--since", "someday"]) == 2
+    assert "--since" in capsys.readouterr().err

@@ -62,6 +62,15 @@ def test_a_written_handbook_is_checked_against_the_playbooks(book, tmp_path, cap
     assert run(["handbook", "--output", str(written)]) == 0
     assert stale_playbooks(written.read_text(), SHIPPED) == []
     assert run(["handbook", "--check", str(written)]) == 0
+    stale = tmp_path / "stale.md"
+    text = written.read_text()
+    first = re.search(r"handbook-playbook ([a-z-]+) (sha256:[0-9a-f]{64})", text)
+    assert first is not None
+    stale.write_text(text.replace(first[2], "sha256:" + "0" * 64))
+    capsys.readouterr()
+    assert run(["handbook", "--check", str(stale)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: handbook {stale} is stale: playbook {first[1]} is sha256:")
     changed = tmp_path / "playbooks"
     changed.mkdir()
     for path in SHIPPED.glob("*.yaml"):

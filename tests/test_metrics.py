@@ -74,6 +74,9 @@ def test_the_records_figures(records_url):
         "child-safety": ([0, 0, 1, 1, 1, 1, 1, 1, 1, 1], 600, 1),
     }
     assert "account-takeover         1, 2, 1" in metrics_table(m)
+    from starter import run
+
+    assert run(["metrics", "--format", "json"]) == 0
     registry = CollectorRegistry()
     registry.register(RecordsCollector(records_url, lambda p: p != "child-safety"))
     text = generate_latest(registry).decode()

@@ -189,8 +189,17 @@ def test_every_cell_reconciles_with_the_known_set():
         ("preservation", "us"): (1, 3), ("preservation", "uk"): (1, 1),
         ("legal_process", "us"): (1, 1), ("legal_process", "eu"): (1, 1),
     }  # fmt: skip
-    assert _cells(_row(text, "jurisdiction", "emergency_disclosure", place="us"))[:8] == (
-        3, 4, 1, 1, 0, 1, 0, 0)  # fmt: skip
+    by_place = {  # req acc dis par rej wdr pre pen ans  p50   p90
+        ("emergency_disclosure", "us"): (3, 4, 1, 1, 0, 1, 0, 0, 2, 90.0, 114.0),
+        ("emergency_disclosure", "eu"): (1, 1, 0, 0, 1, 0, 0, 0, 1, 30.0, 30.0),
+        ("preservation", "us"): (1, 3, 0, 0, 0, 0, 1, 0, 1, 600.0, 600.0),
+        ("preservation", "uk"): (1, 1, 0, 0, 0, 0, 0, 1, 0, None, None),
+        ("legal_process", "us"): (1, 1, 1, 0, 0, 0, 0, 0, 1, 1440.0, 1440.0),
+        ("legal_process", "eu"): (1, 1, 0, 0, 1, 0, 0, 0, 1, 2880.0, 2880.0),
+    }  # fmt: skip
+    for (kind, place), cells in by_place.items():
+        assert _cells(_row(text, "jurisdiction", kind, place=place)) == cells, (kind, place)
+    assert sum(1 for r in csv.DictReader(io.StringIO(text)) if r["section"] == "jurisdiction") == 6
     assert (report.child_safety_reports, report.child_safety_accounts) == (2, 3)
     assert {n.basis: n.requests for n in report.notices_delayed} == {
         "ndo": 1, "emergency": 1, "legal_bar": 1}  # fmt: skip
