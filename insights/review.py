@@ -25,6 +25,8 @@ from workflows.models import TimelineEntry
 DECISION_KINDS = ("approved", "rejected", "first_approval")
 ESCALATION_KINDS = ("sla_warning", "sla_breach", "escalation", "severity_changed", "paged",
                     "step_failed", "playbook_halted", "reopened")  # fmt: skip
+NOT_THEIR_ROLE = ("step_started", "step_completed", "step_skipped", "step_failed",
+                  "step_cancelled", "approval_requested")  # fmt: skip
 DETAIL_MAX = 240  # characters of an entry's detail in the draft
 TO_COMPLETE = (
     "Impact (who was affected, how badly, for how long)",
@@ -95,6 +97,13 @@ def _short(text: str) -> str:
     return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
 
 
+def _acted(e: TimelineEntry) -> bool:
+    """A person acted in this entry, in the role it names (a step's entries name the step's
+    owner, an approval request the roles asked: not the actor's)."""
+    human = e.actor != "system" and not e.actor.startswith("intake:")
+    return human and e.kind not in NOT_THEIR_ROLE
+
+
 def _line(e: TimelineEntry, opened: datetime) -> Line:
     return Line(at=utc(e.at), elapsed_s=(utc(e.at) - opened).total_seconds(), actor=e.actor,
                 role=e.role, kind=e.kind, step=e.step, detail=_short(e.detail))  # fmt: skip
@@ -133,8 +142,10 @@ def build_review(incident_id: str, url: str | None = None, now: datetime | None 
     opened = utc(record.opened_at)
     entries = entries_before(incident_id, 2**31 - 1, url)  # every entry
     lines = [_line(e, opened) for e in entries]
-    people = sorted({f"{e.actor} ({e.role})" if e.role else e.actor for e in entries
-                     if e.actor != "system" and not e.actor.startswith("intake:")})  # fmt: skip
+    people = sorted(
+        f"{e.actor} ({e.role})" if e.role else e.actor
+        for e in {(e.actor, e.role): e for e in entries if _acted(e)}.values()
+    )
     return Review(
         incident_id=incident_id, playbook=record.playbook, playbook_hash=record.playbook_hash,
         severity=record.severity,

@@ -71,7 +71,7 @@ def test_the_draft_holds_the_timeline_decisions_slas_and_escalations():
         "incident.acknowledge": "met", "legal-determination": "breached"}  # fmt: skip
     assert [x.kind for x in review.escalations] == [
         "paged", "sla_warning", "sla_breach", "escalation", "severity_changed"]  # fmt: skip
-    assert review.people == ["ann (ic)", "ann (legal)", "ann (lers)", "lena (legal)"]
+    assert review.people == ["ann (ic)", "ann (lers)", "lena (legal)"]  # asked, not acting: no role
     text = to_markdown(review)
     assert text.startswith("# Post-incident review: R1 (draft)")
     assert "- Severity: sev0; history: sev1 (2026-03-02 09:00) → sev0 (2026-03-02 10:01)" in text
