@@ -213,3 +213,25 @@ def metrics_command(
     figures = records_metrics()
     typer.echo(figures.model_dump_json(indent=2) if format is Format.json else metrics_table(figures),
                nl=format is Format.json)  # fmt: skip
+
+
+@insights_app.command("capacity")
+def capacity_command(
+    since: str = typer.Option("28d", help="From: 2026-01-31, ISO time, or a look-back (28d)"),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json"),
+) -> None:
+    """Per person: on-call hours, declared project/training/leave hours, work handled, and the
+    reactive share of their time."""
+    from insights.capacity import build_capacity, capacity_csv, capacity_table
+    from reports.report import parse_since
+
+    try:
+        start = parse_since(since)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--since") from None
+    assert start is not None
+    report = build_capacity(start, datetime.now(UTC))
+    if format is Format.json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        typer.echo((capacity_csv if format is Format.csv else capacity_table)(report), nl=False)

@@ -3,7 +3,7 @@ in the same hour of past weeks, and the gaps.
 
 Who is scheduled comes from the roster as the on-call answer reads it (``roster/service.py``):
 the active people of an override covering the hour, else whoever is on shift in the role's
-rotations (at the half hour). Unlike that answer, a role with neither has **nobody on call** here:
+rotations (at the half hour), less anyone on declared leave (``roster/work.py``). Unlike that answer, a role with neither has **nobody on call** here:
 its work then reaches everyone granted the role, which is exactly what a coverage gap is.
 
 Demand comes from the work items of ``insights/workload.py`` (steps the role owns, approvals,
@@ -36,14 +36,15 @@ from insights.workload import UNANSWERED, hour_of_week, how_label, work_items
 from records.tables import utc
 from reports.report import percentile
 from roster.service import on_shift
-from roster.tables import Override, Person, RoleGrant, Rotation, roster_engine
+from roster.tables import DeclaredWork, Override, Person, RoleGrant, Rotation, roster_engine
 
 WEEK = timedelta(days=7)
 METHOD = (
     "Forecast per role and hour of the week: mean and p90 (linear interpolation) of the work "
     "items (steps owned, approvals, pages answered) that arrived in that hour in each of the "
     "last {lookback} weeks, weeks without any counted as zero. Capacity: the sum over the people "
-    "scheduled (override, else rotation shift) of the most each handled in one hour over those "
+    "scheduled (override, else rotation shift, not on leave) of the most each handled in one "
+    "hour over those "
     "weeks, at least 1 each. Gap: nobody on call where the role is scheduled at all or demand "
     "was seen; over capacity where the p90 exceeds the capacity."
 )
@@ -91,6 +92,10 @@ class Roster:
     granted: dict[str, set[str]]  # role -> people
     rotations: dict[str, list[Rotation]]
     overrides: dict[str, list[Override]]
+    leave: dict[str, list[tuple[datetime, datetime]]]  # person -> declared leave
+
+    def away(self, person: str, at: datetime) -> bool:
+        return any(start <= at < end for start, end in self.leave.get(person, ()))
 
 
 def load_roster(url: str | None = None) -> Roster:
@@ -105,13 +110,17 @@ def load_roster(url: str | None = None) -> Roster:
         overrides: dict[str, list[Override]] = defaultdict(list)
         for override in s.exec(select(Override)):
             overrides[override.role].append(override)
+        leave: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+        for work in s.exec(select(DeclaredWork).where(DeclaredWork.kind == "leave")):
+            leave[work.person].append((utc(work.start), utc(work.end)))
     return Roster(active=active, granted=dict(granted), rotations=dict(rotations),
-                  overrides=dict(overrides))  # fmt: skip
+                  overrides=dict(overrides), leave=dict(leave))  # fmt: skip
 
 
 def scheduled(roster: Roster, role: str, at: datetime) -> list[str]:
-    """Who is on call for ``role`` at ``at``: an override's people, else the rotations' shifts."""
-    allowed = roster.active & roster.granted.get(role, set())
+    """Who is on call for ``role`` at ``at``: an override's people, else the rotations' shifts;
+    someone on declared leave is not."""
+    allowed = {p for p in roster.active & roster.granted.get(role, set()) if not roster.away(p, at)}
     covering = [o.person for o in sorted(roster.overrides.get(role, []), key=lambda o: (o.start, o.id or 0))
                 if utc(o.start) <= at < utc(o.end)]  # fmt: skip
     for candidates in (covering, [on_shift(r, at) for r in roster.rotations.get(role, [])]):
