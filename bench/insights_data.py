@@ -22,7 +22,7 @@ from pathlib import Path
 from playbooks.loader import LoadedPlaybook, scan_playbooks
 from playbooks.schema import ApprovalStep, BranchStep, ParallelStep, StepModel, WaitForStep
 from records.chain import write_batch
-from roster import service
+from roster import service, work
 from workflows.models import (
     ACK_CLOCK,
     Decision,
@@ -222,3 +222,15 @@ def roster(now: datetime, url: str | None = None) -> None:
             service.add_rotation(role, name="primary", people=people,
                                  shift=timedelta(hours=8 * math.ceil(3 / len(people))),
                                  start=start, actor="bench", url=url)  # fmt: skip
+    # Project work most weekdays for the specialists, a week of leave, a training day.
+    monday = start - timedelta(days=start.weekday())
+    for day in range(28):
+        at = monday + timedelta(days=day, hours=17)
+        if at.weekday() < 5:
+            for handle in ("ana", "lena", "dev"):
+                work.add_work(handle, "project", start=at, end=at + timedelta(hours=4),
+                              actor="bench", url=url)  # fmt: skip
+    work.add_work("ben", "leave", start=now - timedelta(days=3), end=now + timedelta(days=4),
+                  note="holiday", actor="bench", url=url)  # fmt: skip
+    work.add_work("eve", "training", start=now - timedelta(days=8),
+                  end=now - timedelta(days=8) + timedelta(hours=8), actor="bench", url=url)  # fmt: skip

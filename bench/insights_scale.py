@@ -57,6 +57,7 @@ def bench(workdir: Path, incidents: int, runs: int) -> list[str]:
         raise SystemExit(f"the demo failed:\n{demo_out.getvalue()[-2000:]}")
     # The demo pointed the settings at its data directory; the rest reads the same database.
     from bench.insights_data import generate, roster
+    from insights.capacity import build_capacity
     from insights.charts import write_coverage_heatmap, write_transparency_chart
     from insights.coverage import build_coverage
     from insights.handbook import build_handbook, to_html, to_markdown
@@ -79,6 +80,7 @@ def bench(workdir: Path, incidents: int, runs: int) -> list[str]:
     t, t1, tm = timed(lambda: build_transparency(since, now), runs)
     w, w1, wm = timed(lambda: build_workload(now - timedelta(days=28), now, zone), runs)
     c, c1, cm = timed(lambda: build_coverage(zone, weeks=2, lookback=8), runs)
+    k, k1, km = timed(lambda: build_capacity(now - timedelta(days=28), now), runs)
     day, d1, dm = timed(lambda: build_coverage(zone, hours=24, lookback=8), runs)
     r, r1, rm = timed(lambda: review_md(build_review("DEMO-0001")), runs)
     g, g1, gm = timed(lambda: review_md(build_review("BENCH-00007")), runs)
@@ -130,6 +132,15 @@ def bench(workdir: Path, incidents: int, runs: int) -> list[str]:
             for (role, status), hours in sorted(gaps.items())
         )
         + " |",
+        f"| `incident capacity` (28 days) | {ms(k1)} | {ms(km)} | "
+        + "; ".join(
+            f"{x.person}: on call {x.on_call_hours} h, project "
+            f"{x.declared_hours['project']:g} h, handled {x.handled}, reactive "
+            f"{(x.reactive_share or 0):.0%}"
+            for x in k.rows
+            if x.person in ("ana", "ben", "lena", "dev")
+        )
+        + " |",
         f"| daily coverage check (next 24 h) | {ms(d1)} | {ms(dm)} | {len(day.gaps)} gaps |",
         f"| `incident review DEMO-0001` | {ms(r1)} | {ms(rm)} | {r.count(chr(10))} lines, "
         f"{sum(line.startswith('| 20') for line in r.splitlines())} timeline rows |",
@@ -154,6 +165,7 @@ def bench(workdir: Path, incidents: int, runs: int) -> list[str]:
         ["transparency", "--from", since_day, "--format", "csv", "--chart",
          str(workdir / "t.png")],
         ["workload", "--since", "28d"],
+        ["capacity", "--since", "28d"],
         ["coverage", "--weeks", "2", "--heatmap", str(workdir / "c.png")],
         ["review", "DEMO-0001"],
         ["handbook", "--format", "html", "-o", str(workdir / "handbook.html")],

@@ -16,7 +16,8 @@ detail or data), so it runs without keys and after a purge. Work items:
   A page nobody answered counts under ``(unanswered)``.
 
 Each item falls in the hour of the week it arrived (started, requested, paged) in the team's time
-zone. The roster records no declared project work, so every figure is reactive (incident) work.
+zone. Every figure here is reactive (incident) work; declared project work, training and leave
+are set against it per person by ``insights/capacity.py``.
 ``insights/coverage.py`` forecasts demand from the same items.
 """
 
@@ -45,7 +46,8 @@ PERSON_KINDS = (*DECISIONS, "acknowledged", "event", "note", "assigned", "escala
 KINDS = ("step", "approval", "page")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 REACTIVE_NOTE = (
-    "All figures are reactive incident work: the roster records no declared project work."
+    "reactive incident work only: declared project work, training and leave are in "
+    "`incident capacity`"
 )
 
 
