@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import logs
 from activities import notify, on_call, records, salesforce
@@ -42,12 +43,27 @@ ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES]
 STICKY_TIMEOUT = timedelta(seconds=2)
 
 
+def workflow_runner() -> WorkflowRunner:
+    """The workflow sandbox, with the interpreter's own rooms (``workflows/``) passed through.
+
+    The sandbox re-imports a workflow's module for every run it starts; ``workflows/incident.py``
+    and ``workflows/archive.py`` already import every other module of the room passed through, so
+    that re-import only rebuilt the two classes (and the archive's pydantic models) each time:
+    about 5 ms of CPU a run, twice an incident (measured with ``bench/run.py``). Passing the room
+    through keeps one copy of them; the interpreter holds its state on the instance, never on a
+    class or a module, and stays under the same rules (``tests/test_house.py``, the replays)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+    )
+
+
 def workflow_worker_options(settings: Settings) -> dict[str, Any]:
     """How workflow tasks are run: by default with no workflow cache (see the settings' note on
     ``workflow_cache_size``): every task replays the history, so no task is ever completed on top
     of a run that a query had advanced with events no task had processed. That was the cause of
     the histories that stopped replaying after worker kills (issue 8, item 2)."""
     return {
+        "workflow_runner": workflow_runner(),
         "max_cached_workflows": settings.workflow_cache_size,
         # With a cache, a workflow's next task goes to the sticky queue of the worker that cached
         # it; if that worker was killed, the server moves the task to the shared queue only after
