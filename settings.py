@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     intake_port: int = 8788
     api_host: str = "127.0.0.1"
     api_port: int = 8789
+    # Prometheus metrics of a worker process (``insights/metrics.py``): served on this port when
+    # set (CR_WORKER_METRICS_PORT, e.g. 9464); off by default. The API serves /metrics itself.
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
     # --- The `incident` command as a client of the API --------------------------------------
     # Where the CLI finds the API (unset: the embedded stack's, http://CR_API_HOST:CR_API_PORT).
     api_url: str | None = None

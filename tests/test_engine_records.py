@@ -57,12 +57,13 @@ async def test_every_entry_reaches_the_records_once_before_anyone_decides(h, loc
     timeline = await handle.query(IncidentWorkflow.timeline)
     assert sorted(set(sent(h))) == [e.seq for e in timeline]
     last = h.stand_ins.named(RECORDS_ACTIVITY)[-1]["snapshot"]
-    assert (last["status"], last["steps"], last["fields"], last["timeline"]) == (
+    assert (last["status"], last["timeline"], last["used_nonces"], last["roster_seen"]) == (
         "closed",
-        {},
-        {},
         [],
-    )  # the projection's fields only
+        {},
+        {},
+    )  # what the records read, not the timeline, nonces or roster
+    assert set(last["approvals"]) == {"one", "two"}  # transparency rows read the decisions
 
 
 async def test_with_local_calls_the_history_keeps_no_task_for_them_yet_rebuilds(h):

@@ -124,10 +124,15 @@ class IncidentBookkeeping:
         )
 
     def _projected(self) -> IncidentState:
-        """What a records batch carries of the state: only the fields the projection and SLA
-        outcomes read (``records/projection.py``), not steps, fields, nonces or the timeline."""
+        """What a records batch carries of the state: only what the records read, not nonces,
+        the roster seen or the timeline: the projection and SLA outcomes
+        (``records/projection.py``), and the steps, approvals and fields from which a
+        law-enforcement request's transparency row is derived (``records/requests.py``)."""
         s = self.state
         return IncidentState(
+            fields=s.fields,
+            steps=s.steps,
+            approvals=s.approvals,
             status=s.status,
             severity=s.severity,
             severity_history=s.severity_history,

@@ -25,6 +25,7 @@ ARCHIVE_START_ACTIVITY = "records.start_archive"  # a closing run starts its arc
 REPORT_SUMMARY_ACTIVITY = "records.report_summary"
 RECONCILE_ACTIVITY = "records.reconcile"  # the sweep for incidents ended out of band
 ON_CALL_ACTIVITY = "roster.on_call"  # who holds a role now (approval requests and pages)
+COVERAGE_GAPS_ACTIVITY = "records.coverage_gaps"  # the next 24 hours' gaps (daily check)
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 
 # Signals the incident accepts (any other name is refused and recorded; see workflows/signals.py).
