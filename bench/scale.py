@@ -147,6 +147,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Figures:
         "CR_DATA_DIR": str(tmp), "CR_DATABASE_URL": f"sqlite:///{tmp / 'records.db'}",
         "CR_PLAYBOOKS_DIR": str(playbooks), "CR_TASK_QUEUE": f"scale-{uuid.uuid4().hex[:6]}",
         "CR_SANDBOX_PORT": str(free_port()), "CR_SANDBOX_STATE_FILE": ":memory:",
+        "CR_WORKFLOW_CACHE_SIZE": str(args.cache),  # workers, and the opener's local_calls
     }  # fmt: skip
     os.environ.update(env)
     get_settings.cache_clear()
@@ -273,7 +274,7 @@ def table(rows: list[Figures], args: argparse.Namespace) -> str:
     def s(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    cache = os.environ.get("CR_WORKFLOW_CACHE_SIZE", "0")
+    cache = f" --cache {args.cache}" if args.cache else ""
     paced = f", at most {args.rate:g} a second" if args.rate else ""
     rate = f" --rate {args.rate:g}" if args.rate else ""
     lines = [
@@ -281,9 +282,10 @@ def table(rows: list[Figures], args: argparse.Namespace) -> str:
         "",
         f"Load: {args.incidents} incidents opened {args.concurrency} at a time through the opening "
         f"service{paced}; each holds a {args.timer:g} s SLA'd timer, then waits on Legal. "
-        f"Workflow cache: {cache} (CR_WORKFLOW_CACHE_SIZE). Reproduce: `make bench-scale "
+        f"Workflow cache: {args.cache} workflows per worker (CR_WORKFLOW_CACHE_SIZE; with one, "
+        "the engine's own calls are local activities). Reproduce: `make bench-scale "
         f'ARGS="--incidents {args.incidents} --timer {args.timer:g}{rate} '
-        f'--workers {args.workers}"`.',
+        f'--workers {args.workers}{cache}"`.',
         "",
         "| workers | opened/s | taken up/s | open-to-first-step p50 / p99 (s) "
         "| timer lateness p50 / p99 (s) | timers measured | worker RSS max (MB) "
@@ -315,6 +317,11 @@ def main() -> None:
     parser.add_argument(
         "--drain", type=float, default=600.0, help="seconds to wait after the timer"
     )
+    parser.add_argument(
+        "--cache", type=int, default=0,
+        help="workflows each worker keeps cached (CR_WORKFLOW_CACHE_SIZE; the project's default, "
+        "0, replays every task: see settings.workflow_cache_size)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-log", help="copy the workers' log here")
     args = parser.parse_args()
