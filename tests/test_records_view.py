@@ -18,7 +18,12 @@ from workflows.bookkeeping import records_view
 from workflows.models import Decision, IncidentState, PendingApproval, StepState
 
 ROOT = Path(__file__).resolve().parent.parent
-READERS = ["records/projection.py", "records/requests.py", "records/chain.py", "insights/metrics.py"]
+READERS = [
+    "records/projection.py",
+    "records/requests.py",
+    "records/chain.py",
+    "insights/metrics.py",
+]
 BASE = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 
 
