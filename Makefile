@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-report bench-api bench-cli bench-scale bench-console chromium chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-report bench-insights bench-api bench-cli bench-scale bench-console chromium chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy settings.py starter.py worker.py connection.py terminal.py logs.py \
 		workflows playbooks activities records incidents audit reports intake stack api roster identity client encryption \
-		console
+		insights console
 
 house: install
 	$(BIN)/python scripts/house.py
@@ -49,6 +49,11 @@ bench: install
 # bench/report_results.md; `make bench-report ARGS="--incidents 20000"`.
 bench-report: install
 	$(BIN)/python -m bench.report_scale $(ARGS)
+
+# The team lead's instruments over `make demo`'s records plus 1,000 generated incidents
+# (bench/insights_scale.py): each report timed, bench/insights_results.md written.
+bench-insights: install
+	$(BIN)/python -m bench.insights_scale $(ARGS)
 
 # The latency the HTTP API adds to open and approve: p50, p99, mean, direct vs through the API, on
 # `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.

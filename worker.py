@@ -15,23 +15,46 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import logs
 from activities import notify, on_call, records, salesforce
+from activities.metrics import ActivityMetrics
 from connection import connect, exit_process
 from datadir import private_umask, secure_dir
 from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
+from workflows.coverage_check import CoverageCheckWorkflow
 from workflows.daily_report import DailyReportWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 
-WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow, ReconcileWorkflow]
+WORKFLOWS = [
+    IncidentWorkflow,
+    ArchiveIncidentWorkflow,
+    DailyReportWorkflow,
+    ReconcileWorkflow,
+    CoverageCheckWorkflow,
+]
 # The main queue's activities: notifications, records, and the roster's on-call answer.
 ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES]
 
 STICKY_TIMEOUT = timedelta(seconds=2)
+
+
+def workflow_runner() -> WorkflowRunner:
+    """The workflow sandbox, with the interpreter's own rooms (``workflows/``) passed through.
+
+    The sandbox re-imports a workflow's module for every run it starts; ``workflows/incident.py``
+    and ``workflows/archive.py`` already import every other module of the room passed through, so
+    that re-import only rebuilt the two classes (and the archive's pydantic models) each time:
+    about 5 ms of CPU a run, twice an incident (measured with ``bench/run.py``). Passing the room
+    through keeps one copy of them; the interpreter holds its state on the instance, never on a
+    class or a module, and stays under the same rules (``tests/test_house.py``, the replays)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+    )
 
 
 def workflow_worker_options(settings: Settings) -> dict[str, Any]:
@@ -40,6 +63,7 @@ def workflow_worker_options(settings: Settings) -> dict[str, Any]:
     of a run that a query had advanced with events no task had processed. That was the cause of
     the histories that stopped replaying after worker kills (issue 8, item 2)."""
     return {
+        "workflow_runner": workflow_runner(),
         "max_cached_workflows": settings.workflow_cache_size,
         # With a cache, a workflow's next task goes to the sticky queue of the worker that cached
         # it; if that worker was killed, the server moves the task to the shared queue only after
@@ -51,14 +75,36 @@ def workflow_worker_options(settings: Settings) -> dict[str, Any]:
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """The main worker (workflows, notifications, records, the roster's on-call answer) and the
     Salesforce worker."""
+    interceptors = [ActivityMetrics()]  # failed attempts by vendor, for the metrics port
     main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=ACTIVITIES,  # type: ignore[arg-type]
+        interceptors=interceptors,
         **workflow_worker_options(settings),
     )
-    return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]
+    sf = Worker(client, interceptors=interceptors, **salesforce.salesforce_worker_options(settings))
+    return [main, sf]
+
+
+def serve_metrics(settings: Settings) -> bool:
+    """Serve the worker's Prometheus metrics (its own and the records') when a port is set."""
+    if settings.worker_metrics_port is None or _metrics_served:
+        return False
+    from prometheus_client import start_http_server
+
+    from insights.metrics import WORKER_REGISTRY, RecordsCollector
+
+    WORKER_REGISTRY.register(RecordsCollector(settings.effective_database_url))
+    start_http_server(
+        settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=WORKER_REGISTRY
+    )
+    _metrics_served.append(settings.worker_metrics_port)
+    return True
+
+
+_metrics_served: list[int] = []  # one metrics server per process
 
 
 async def run_workers(
@@ -67,6 +113,8 @@ async def run_workers(
     """Poll until ``stop`` is set, then shut down gracefully."""
     client = client or await connect(settings)
     workers = build_workers(client, settings)
+    if serve_metrics(settings):
+        logs.structlog.get_logger().info("worker metrics", port=settings.worker_metrics_port)
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)

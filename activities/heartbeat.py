@@ -40,8 +40,9 @@ T = TypeVar("T")
 
 @contextlib.asynccontextmanager
 async def heartbeating(interval: float = INTERVAL_SECONDS) -> AsyncIterator[None]:
-    """Heartbeat every ``interval`` seconds for as long as the block runs (no-op outside one)."""
-    if not activity.in_activity():
+    """Heartbeat every ``interval`` seconds for as long as the block runs (no-op outside one,
+    and in a local activity: the workflow task that runs it is what the server watches)."""
+    if not activity.in_activity() or activity.info().is_local:
         yield
         return
     beat = asyncio.create_task(_beat(interval), name=f"heartbeat {activity.info().activity_type}")

@@ -3,8 +3,9 @@
 A history proves what happened only if today's interpreter, fed the same events, makes the same
 decisions: the temporalio ``Replayer`` checks that. A mismatch is reported with the incident, the
 event id and a plain-language reason. The timeline is rebuilt from the events themselves: the start
-input carries the playbook and its hash, every ``records.append`` activity input carries timeline
-entries (who, what, when, which SLA), and Update/signal events carry who decided what.
+input carries the playbook and its hash, every ``records.append`` activity input (or, run as a local
+activity, its marker's result) carries timeline entries (who, what, when, which SLA), and
+Update/signal events carry who decided what.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from temporalio.worker import Replayer
 from connection import DATA_CONVERTER, decode_payloads
 from records.archive import close_status, decode_start, history_sha256
 from workflows.models import RecordBatch, TimelineEntry
+from workflows.names import RECORDS_ACTIVITY
 
 EXPORT_FORMAT = "critical-response.audit-export/1"
 _CONVERTER = DATA_CONVERTER.payload_converter
+LOCAL_ACTIVITY_MARKER = "core_local_activity"  # the SDK's marker for a local activity's result
 
 
 @dataclass
@@ -308,11 +311,26 @@ def _message(event: HistoryEvent) -> Message | None:
     return None
 
 
-def _batch(event: HistoryEvent) -> RecordBatch | None:
-    attrs = event.activity_task_scheduled_event_attributes
-    if attrs.activity_type.name != "records.append":
-        return None
-    return _CONVERTER.from_payloads(decode_payloads(attrs.input.payloads), [RecordBatch])[0]
+def _entries(event: HistoryEvent) -> list[TimelineEntry]:
+    """The timeline entries an event carries: a ``records.append`` activity's input, or (run as a
+    local activity, in lean incidents) the entries its marker's result echoes."""
+    if event.HasField("activity_task_scheduled_event_attributes"):
+        attrs = event.activity_task_scheduled_event_attributes
+        if attrs.activity_type.name != RECORDS_ACTIVITY:
+            return []
+        payloads = decode_payloads(attrs.input.payloads)
+        return list(_CONVERTER.from_payloads(payloads, [RecordBatch])[0].entries)
+    if event.HasField("marker_recorded_event_attributes"):
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name != LOCAL_ACTIVITY_MARKER or "result" not in marker.details:
+            return []
+        data = _decode(marker.details["data"].payloads)
+        if not data or data[0].get("activity_type") != RECORDS_ACTIVITY:
+            return []
+        result = _decode(marker.details["result"].payloads)
+        entries = result[0].get("entries", []) if result and isinstance(result[0], dict) else []
+        return [TimelineEntry.model_validate(e) for e in entries]
+    return []
 
 
 def _run_info(history: WorkflowHistory) -> RunInfo:
@@ -339,9 +357,8 @@ def rebuild(incident_id: str, histories: list[WorkflowHistory]) -> CaseFile:
     for history in histories:
         case.runs.append(_run_info(history))
         for event in history.events:
-            if event.HasField("activity_task_scheduled_event_attributes"):
-                batch = _batch(event)
-                entries.update({e.seq: e for e in batch.entries} if batch else {})
+            if found := _entries(event):
+                entries.update({e.seq: e for e in found})
             elif (message := _message(event)) is not None:
                 case.messages.append(message)
     case.timeline = [entries[seq] for seq in sorted(entries)]

@@ -19,17 +19,20 @@ class PlainIncidentWorkflow:
 
     @workflow.run
     async def run(self, incident_id: str) -> str:
-        options = {"start_to_close_timeout": timedelta(seconds=30)}
+        timeout = timedelta(seconds=30)
         for step in ("open-case", "page", "notify"):
-            await workflow.execute_activity("bench.noop", f"{incident_id}:{step}", **options)
+            await workflow.execute_activity("bench.noop", f"{incident_id}:{step}",
+                                            start_to_close_timeout=timeout)  # fmt: skip
         self.awaiting = True
         try:
             await workflow.wait_condition(lambda: self.approved_by is not None,
                                           timeout=timedelta(hours=1))  # fmt: skip
         except TimeoutError:
-            await workflow.execute_activity("bench.noop", f"{incident_id}:breach", **options)
+            await workflow.execute_activity("bench.noop", f"{incident_id}:breach",
+                                            start_to_close_timeout=timeout)  # fmt: skip
             await workflow.wait_condition(lambda: self.approved_by is not None)
-        await workflow.execute_activity("bench.noop", f"{incident_id}:produce", **options)
+        await workflow.execute_activity("bench.noop", f"{incident_id}:produce",
+                                        start_to_close_timeout=timeout)  # fmt: skip
         return f"approved by {self.approved_by}"
 
     @workflow.update

@@ -153,10 +153,13 @@ def build_input(
         fields=fields,
         opened_by=opened_by,
         calendar=calendar_from(settings),
+        local_calls=settings.workflow_cache_size > 0,  # local activities need a cached worker
+        continue_as_new_after_events=settings.continue_as_new_after_events,
     )
 
 
-def _search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
+def search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
+    """The search attributes an incident starts with (the workflow upserts only changes)."""
     state = inp.state
     return TypedSearchAttributes(
         [
@@ -181,7 +184,7 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             inp,
             id=workflow_id,
             task_queue=task_queue,
-            search_attributes=_search_attributes(inp),
+            search_attributes=search_attributes(inp),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_timeout=_task_timeout(),
@@ -256,13 +259,14 @@ async def reopen_incident(
             "runs": last.state.runs + 1,
         }
     )
-    inp = last.model_copy(update={"state": state, "reopen": reopen})
+    local_calls = get_settings().workflow_cache_size > 0  # today's workers, not the last run's
+    inp = last.model_copy(update={"state": state, "reopen": reopen, "local_calls": local_calls})
     handle = await client.start_workflow(
         IncidentWorkflow.run,
         inp,
         id=workflow_id,
         task_queue=task_queue,
-        search_attributes=_search_attributes(inp, state.status),
+        search_attributes=search_attributes(inp, state.status),
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         task_timeout=_task_timeout(),

@@ -25,6 +25,8 @@ In clear, and why each is safe:
 - ``actor``, ``role``, ``owner``: the responders' handles (roster people, ``system``,
   ``intake:<type>``), never the people in the case; who did what must outlive a purge, and the
   roster keeps the same handles in clear to work at all.
+- ``request_records`` (``records/requests.py``): request type, process type, jurisdiction and
+  outcome (declared choices), how many accounts, times, the notice basis; never a field's text.
 - ``archived_histories``: the manifest holds ids, playbook, counts and hashes; the history's
   payloads are sealed by the codec already (``encryption/codec.py``), failure messages with them.
 - the ``_roster`` and ``_access`` streams (``roster/journal.py``) stay in clear: roster changes and

@@ -95,6 +95,25 @@ class IncidentBoard(SQLModel, table=True):
     approvals: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list
 
 
+class RequestRecord(SQLModel, table=True):
+    """The transparency facts of one law-enforcement request or child-safety report, derived by
+    ``records/requests.py`` from the incident's state at each batch: kinds, choices, counts and
+    times only, never what the request named (those fields stay in the sealed timeline)."""
+
+    __tablename__ = "request_records"
+    incident_id: str = Field(primary_key=True)
+    playbook: str
+    request_type: str = Field(index=True)  # emergency_disclosure, preservation, legal_process ...
+    process_type: str | None = None  # legal process: subpoena, court_order, warrant
+    jurisdiction: str  # a declared choice (us, eu, uk, other) or "unknown"
+    outcome: str  # disclosed, partially, rejected, withdrawn, preserved, reported, pending
+    accounts: int = 0  # accounts the request (or report) named
+    opened_at: datetime = Field(index=True)
+    responded_at: datetime | None = None  # the answer: data produced, preserved, or rejected
+    notice_basis: str | None = None  # user notice delayed under: ndo, emergency, legal_bar
+    report_sent_at: datetime | None = None  # child safety: the CyberTipline report submitted
+
+
 class AuditRow(SQLModel, table=True):
     """One timeline entry, forever; ``id`` is its dense position in the whole log."""
 
@@ -155,6 +174,7 @@ TABLES = [
         IncidentRecord,
         SlaOutcome,
         IncidentBoard,
+        RequestRecord,
         AuditRow,
         AuditHead,
         ArchivedRun,

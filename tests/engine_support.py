@@ -25,7 +25,12 @@ from workflows.models import (
     IncidentInput,
     IncidentOutcome,
 )
-from workflows.names import archive_workflow_id, workflow_id_for
+from workflows.names import (
+    ARCHIVE_START_ACTIVITY,
+    RECORDS_ACTIVITY,
+    archive_workflow_id,
+    workflow_id_for,
+)
 
 
 def playbook(steps: list[dict[str, Any]], **extra: Any) -> Playbook:
@@ -42,14 +47,21 @@ def incident_input(pb: Playbook, **extra: Any) -> IncidentInput:
         "severity": "sev1",
         "summary": "test incident",
         "opened_by": "alice",
+        "local_calls": True,  # the test workers keep the SDK's default workflow cache
     }
     values.update(extra)
     return IncidentInput(**values)
 
 
-async def start(client: Any, task_queue: str, inp: IncidentInput) -> WorkflowHandle[Any, Any]:
+async def start(
+    client: Any, task_queue: str, inp: IncidentInput, **options: Any
+) -> WorkflowHandle[Any, Any]:
     return await client.start_workflow(
-        IncidentWorkflow.run, inp, id=workflow_id_for(inp.incident_id), task_queue=task_queue
+        IncidentWorkflow.run,
+        inp,
+        id=workflow_id_for(inp.incident_id),
+        task_queue=task_queue,
+        **options,
     )
 
 
@@ -180,7 +192,7 @@ class GatedStandIns(StandIns):
 
     def activity(self) -> Any:
         @activity.defn(dynamic=True)
-        async def stand_in(args: Sequence[RawValue]) -> ActionResult:
+        async def stand_in(args: Sequence[RawValue]) -> ActionResult | dict[str, Any]:
             name = activity.info().activity_type
             self.started[name] = self.started.get(name, 0) + 1
             gate = self.held.get(name)
@@ -190,6 +202,9 @@ class GatedStandIns(StandIns):
             self.calls.append(Call(name, payload))
             if name in self.fail:
                 raise ApplicationError(f"{name} is down for good", non_retryable=True)
+            if name == RECORDS_ACTIVITY and activity.info().is_local:
+                # As the real one answers a local call: the entries, for the history's marker.
+                return {"written": len(payload["entries"]), "entries": payload["entries"]}
             return ActionResult(detail=f"{name} ok")
 
         return stand_in
@@ -202,8 +217,8 @@ class EngineHarness(Harness):
     stand_ins: GatedStandIns
     handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
 
-    async def open(self, inp: IncidentInput) -> WorkflowHandle[Any, Any]:
-        handle = await start(self.client, self.task_queue, inp)
+    async def open(self, inp: IncidentInput, **options: Any) -> WorkflowHandle[Any, Any]:
+        handle = await start(self.client, self.task_queue, inp, **options)
         self.handles.append(handle)
         return handle
 
@@ -270,16 +285,22 @@ class EngineHarness(Harness):
         return await self.client.get_workflow_handle(handle.id).describe()
 
     async def children(self, handle: WorkflowHandle[Any, Any]) -> list[str]:
-        """Ids of the child workflows (archives) started by every run of the incident."""
+        """Ids of the archives started by every run of the incident: child workflows, or (lean
+        runs) workflows started by the ``records.start_archive`` local activity."""
         found: list[str] = []
         run_id = handle.first_execution_run_id or handle.run_id
         while True:
             next_run = None
             run = self.client.get_workflow_handle(handle.id, run_id=run_id)
+            run_id = run_id or (await run.describe()).run_id
             async for event in run.fetch_history_events():
                 if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
                     attrs = event.start_child_workflow_execution_initiated_event_attributes
                     found.append(attrs.workflow_id)
+                if event.HasField("marker_recorded_event_attributes"):
+                    data = event.marker_recorded_event_attributes.details.get("data")
+                    if data and ARCHIVE_START_ACTIVITY.encode() in data.payloads[0].data:
+                        found.append(archive_workflow_id(handle.id, run_id))
                 if event.HasField("workflow_execution_continued_as_new_event_attributes"):
                     attrs_can = event.workflow_execution_continued_as_new_event_attributes
                     next_run = attrs_can.new_execution_run_id
@@ -309,6 +330,7 @@ async def engine_harness(
     a timer would get a task that no worker takes, and a task pending stops the clock for every
     test after it.
     """
+    from activities.records import start_archive
     from tests.engine_workflows import StandInArchiveWorkflow
 
     queue = f"tq-{uuid.uuid4().hex[:8]}"
@@ -319,7 +341,8 @@ async def engine_harness(
             env.client,
             task_queue=queue,
             workflows=[IncidentWorkflow, StandInArchiveWorkflow],
-            activities=[*activities, stand_ins.activity()],
+            # The real archive start: a lean incident starts its (stand-in) archiver with it.
+            activities=[*activities, start_archive, stand_ins.activity()],
         ),
         Worker(env.client, task_queue=f"{queue}-salesforce", activities=[stand_ins.activity()]),
     ):

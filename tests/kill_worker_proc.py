@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import RawValue
 from temporalio.worker import Worker
 
 from connection import DATA_CONVERTER
@@ -17,6 +20,7 @@ from settings import get_settings
 from worker import workflow_worker_options
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.models import ActionResult
 
 
 def options(mode: str) -> dict[str, Any]:
@@ -25,11 +29,25 @@ def options(mode: str) -> dict[str, Any]:
     return {"sticky_queue_schedule_to_start_timeout": timedelta(seconds=10)}  # the SDK default
 
 
+@activity.defn(dynamic=True)
+async def local(args: Sequence[RawValue]) -> ActionResult:
+    """The engine's own calls (records, roster, notifications) run as local activities here."""
+    return ActionResult(detail="ok")
+
+
 async def main() -> None:
     target, namespace, queue, mode = sys.argv[1:5]
     client = await Client.connect(target, namespace=namespace, data_converter=DATA_CONVERTER)
     workflows = [IncidentWorkflow, ArchiveIncidentWorkflow]
-    async with Worker(client, task_queue=queue, workflows=workflows, **options(mode)):
+    # Only local activities: the test's own worker takes this queue's activity tasks.
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=workflows,
+        activities=[local],
+        no_remote_activities=True,
+        **options(mode),
+    ):
         print("ready", flush=True)
         await asyncio.Event().wait()
 

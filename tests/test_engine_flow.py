@@ -378,7 +378,11 @@ async def attributes(h, handle) -> dict[str, Any]:
 
 async def test_commander_updates_and_search_attributes(h):
     steps = [{"id": "ok", "kind": "approval", "roles": ["legal"]}, wait("reply")]
-    handle = await h.open(incident_input(playbook(steps), severity="sev1"))
+    # Its records flush is held below: a local activity, kept alive by the worker's workflow
+    # task heartbeats (every 0.8 task timeouts), which is when each message gets its answer.
+    handle = await h.open(
+        incident_input(playbook(steps), severity="sev1"), task_timeout=timedelta(seconds=2)
+    )
     await wait_for_status(handle, lambda s: s.pending_approvals)
     assert await attributes(h, handle) == {
         "IncidentSeverity": "sev1",

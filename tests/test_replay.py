@@ -17,6 +17,8 @@ from audit.replay import explain, integrity_failures, load_file, rebuild, replay
 from workflows.archive import ArchiveIncidentWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+# Recorded before lean bookkeeping: their records batches are activities (a lean run's are markers).
+WITH_RECORDS_ACTIVITIES = [p for p in HISTORIES if "--lean-" not in p.name]
 SOURCE = Path(__file__).parent.parent / "workflows" / "incident.py"
 
 
@@ -124,7 +126,7 @@ async def test_a_renamed_activity_is_caught_with_the_event_id(monkeypatch):
     # The records call lives in workflows/outbound.py, a module passed through to the sandbox:
     # renaming its activity there renames it for the interpreter.
     monkeypatch.setattr("workflows.outbound.RECORDS_ACTIVITY", "records.append_v2")
-    items = _items(HISTORIES[:1])[:1]
+    items = _items(WITH_RECORDS_ACTIVITIES[:1])[:1]
     [failure] = await replay(items, [IncidentWorkflow, ArchiveIncidentWorkflow])
     expected = _first_event(
         items, "activity_task_scheduled_event_attributes", activity_type="records.append"

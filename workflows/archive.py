@@ -24,6 +24,9 @@ class ArchiveRequest(BaseModel):
     incident_id: str
     workflow_id: str
     run_id: str
+    # Archive in a local activity (one workflow task, no activity task): set by incidents
+    # started since issue 11; a request without it is archived as it always was.
+    local: bool = False
 
 
 class ArchiveResult(BaseModel):
@@ -39,6 +42,23 @@ class ArchiveIncidentWorkflow:
     async def run(self, request: ArchiveRequest) -> ArchiveResult:
         # The activity fails (retryably) while the incident run is still open; backoff caps at
         # one minute so a close is archived promptly, and retries go on for up to 30 days.
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(minutes=1),
+            non_retryable_error_types=["IncidentNotFound"],
+        )
+        if request.local:
+            # The incident closes moments after starting this: run in this workflow's first
+            # task (which the worker keeps alive while the run is awaited), recorded as a marker.
+            return await workflow.execute_local_activity(
+                ARCHIVE_ACTIVITY,
+                request,
+                result_type=ArchiveResult,
+                start_to_close_timeout=timedelta(minutes=10),
+                schedule_to_close_timeout=timedelta(days=30),
+                retry_policy=retry,
+            )
         return await workflow.execute_activity(
             ARCHIVE_ACTIVITY,
             request,
@@ -46,10 +66,5 @@ class ArchiveIncidentWorkflow:
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=timedelta(seconds=3),  # it beats while it waits for the close
             schedule_to_close_timeout=timedelta(days=30),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(minutes=1),
-                non_retryable_error_types=["IncidentNotFound"],
-            ),
+            retry_policy=retry,
         )

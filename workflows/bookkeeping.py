@@ -33,6 +33,12 @@ with workflow.unsafe.imports_passed_through():
 
 
 CARRIED_TIMELINE = 20  # timeline entries a new run carries for context; the rest is in the records
+# One patch for the lean bookkeeping (issue 11): batches without the whole state, search
+# attributes read from the start, the request in the records before anyone is told, and (with
+# ``IncidentInput.local_calls``) the engine's own calls as local activities. A run that records it
+# takes every older patched branch without a marker of its own; a run recorded before it replays
+# exactly as it did (see ``_patched``).
+LEAN = "lean-bookkeeping"
 
 
 class IncidentBookkeeping:
@@ -48,6 +54,25 @@ class IncidentBookkeeping:
     _sla_failed: set[str]
     _bodies: dict[str, asyncio.Task[Any]]
     _published: dict[str, Any]
+    _lean: bool  # workflow.patched(LEAN), asked once as the run starts
+    _local_calls: bool  # a lean run whose input asks for local activities (models.py)
+    _flushing: bool  # a records batch is on its way (lean runs flush one batch at a time)
+    _message_task: int  # history length at the task that handled the latest message
+
+    def _patched(self, patch_id: str) -> bool:
+        """``workflow.patched(patch_id)``, true without a marker in a lean run: each marker costs
+        two history events (the marker and the SDK's ``TemporalChangeVersion`` upsert)."""
+        return self._lean or workflow.patched(patch_id)
+
+    def _published_at_start(self) -> dict[str, Any]:
+        """The search attributes the run started with (the front door sets them; continue-as-new
+        carries them), so ``_publish`` upserts only what differs."""
+        ours = {k.name for k in SEARCH_ATTRIBUTES}
+        return {
+            pair.key.name: pair.value
+            for pair in workflow.info().typed_search_attributes
+            if pair.key.name in ours
+        }
 
     def _stop_clock(self, name: str, *, met: bool = True) -> None:
         """Provided by ``IncidentSlaRace``."""
@@ -97,6 +122,9 @@ class IncidentBookkeeping:
                 "timeline": self.state.timeline[start:],
             }
         )
+
+    def _projected(self) -> IncidentState:
+        return records_view(self.state)
 
     def _finish(self, step: StepModel, status: str, detail: str) -> None:
         st = self.state.steps[step.id]
@@ -187,3 +215,28 @@ class IncidentBookkeeping:
             time_to_acknowledge=ack - self.state.opened_at if ack else None,
             time_to_resolve=closed - self.state.opened_at if closed else None,
         )
+
+
+def records_view(s: IncidentState) -> IncidentState:
+    """What a records batch carries of the state: only what the records read, not nonces, the
+    roster seen or the timeline: the projection and SLA outcomes (``records/projection.py``), and
+    the steps, approvals and fields from which a law-enforcement request's transparency row is
+    derived (``records/requests.py``), and what needs a person (``records/board.py``).
+    ``tests/test_records_view.py`` holds every reader to it."""
+    return IncidentState(
+        fields=s.fields,
+        steps=s.steps,
+        approvals=s.approvals,
+        attention=s.attention,
+        status=s.status,
+        severity=s.severity,
+        severity_history=s.severity_history,
+        owner=s.owner,
+        opened_at=s.opened_at,
+        acknowledged_at=s.acknowledged_at,
+        closed_at=s.closed_at,
+        resolution=s.resolution,
+        clocks=s.clocks,
+        sla_breached=s.sla_breached,
+        runs=s.runs,
+    )

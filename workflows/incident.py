@@ -23,12 +23,14 @@ All state lives in ``IncidentState`` so continue-as-new carries it over intact.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from playbooks.schema import StepModel
+    from workflows.bookkeeping import LEAN
     from workflows.failures import StepFailed
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
     from workflows.signals import IncidentSignals
@@ -40,6 +42,8 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
+        self._lean = workflow.patched(LEAN)  # the first command of a lean run (bookkeeping.py)
+        self._local_calls = self._lean and inp.local_calls
         self.steps = {s.id: s for s in inp.playbook.iter_steps()}
         self.state = inp.state or IncidentState(
             severity=inp.severity,
@@ -54,7 +58,9 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         self._stopping = None  # "close" or "continue_as_new"
         self._sla_failed = set()
         self._bodies = {}
-        self._published = {}
+        self._published = self._published_at_start() if self._lean else {}
+        self._flushing = False
+        self._message_task = 0
         # Here, not in run(): an Update delivered with the first task runs before run() starts.
         if inp.state is None:
             self._record(
@@ -95,14 +101,20 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             await self._continue_as_new(walker, background)
         self._stopping = "close"
         flusher, *clock_races = background
-        if workflow.patched("records-flusher-finishes"):
+        if self._patched("records-flusher-finishes"):
             # Cancelling a records flush whose result lands in this same workflow task could
             # leave it pending for ever (seen under injected faults): let it finish and stop.
             await self._stop_tasks([walker, *clock_races])
             await flusher
         else:
             await self._stop_tasks([walker, *background])
-        if workflow.patched("resolve-pages-at-close"):
+        if self._local_calls and self._message_task == workflow.info().get_current_history_length():
+            # An Update's answer travels with this task's completion. Local activities make the
+            # closing task last longer, and an event landing meanwhile (a cancelled step's
+            # activity, a signal) would fail the task that completes the run, and the Update
+            # with it: close in a task of its own.
+            await workflow.sleep(timedelta(milliseconds=1))
+        if self._patched("resolve-pages-at-close"):
             await self._resolve_pages()
         # Both are round trips to the server; neither needs the other.
         await asyncio.gather(self._flush_records(), self._archive())
@@ -116,7 +128,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         except StepFailed as failure:
             self.state.walk = "halted"
             self._record("playbook_halted", str(failure))
-            if workflow.patched("halted-needs-attention"):
+            if self._patched("halted-needs-attention"):
                 self._raise_attention("walk", f"playbook halted: {failure}")
                 await self._page(
                     self.inp.playbook.escalation_policy,
@@ -148,7 +160,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         await workflow.wait_condition(
             lambda: self._in_flight == 0 and workflow.all_handlers_finished()
         )
-        if self.state.status == "closed" and workflow.patched("no-new-run-after-close"):
+        if self.state.status == "closed" and self._patched("no-new-run-after-close"):
             return  # a close landed while draining: this run closes the incident
         self._stopping = "continue_as_new"
         await self._stop_tasks([walker, *background])
@@ -156,10 +168,10 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         await self._flush_records()
         # Archive each run as it ends: on a cluster whose retention is shorter than a long
         # incident, the early runs could be gone by the time the incident closes.
-        if workflow.patched("archive-each-run"):
+        if self._patched("archive-each-run"):
             await self._archive()
         self.state.runs += 1
-        if workflow.patched("carry-small-state"):
+        if self._patched("carry-small-state"):
             self._trim_timeline()  # the full timeline lives in the records and in history
         workflow.continue_as_new(self.inp.model_copy(update={"state": self.state}))
 

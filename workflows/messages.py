@@ -346,6 +346,7 @@ class IncidentMessages(IncidentSlaRace):
         with a roster, its actor must have held its role. Otherwise it is recorded as
         ``message_refused`` (and an Update fails with the code as its error type). An incident
         with neither (every one opened before the API) admits everything, as it always did."""
+        self._message_task = workflow.info().get_current_history_length()  # see run()
         if not self.inp.trusted_keys and not self.inp.roster:
             return True
         actor, role = str(getattr(request, "actor", "")), getattr(request, "role", None)

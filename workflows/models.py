@@ -204,6 +204,12 @@ class IncidentInput(BaseModel):
     # Person -> the roles they held when the incident opened (the API fills it); when given, a
     # message in a role its actor did not hold is refused (role_not_held).
     roster: dict[Name, list[Role]] = Field(default_factory=dict, max_length=ROSTER_MAX)
+    # The engine's own calls (records, the roster, its notifications and pages, the archiver's
+    # start) as local activities inside the workflow task (issue 11). Only for workers that keep
+    # a workflow cache: the SDK cancels a run's local activities whenever it evicts the run, and
+    # with no cache that is any task that overlaps another (the front door sets it from
+    # settings.workflow_cache_size).
+    local_calls: bool = False
 
 
 class IncidentOutcome(BaseModel):

@@ -21,9 +21,11 @@ SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENT
 
 RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"
+ARCHIVE_START_ACTIVITY = "records.start_archive"  # a closing run starts its archiver (lean runs)
 REPORT_SUMMARY_ACTIVITY = "records.report_summary"
 RECONCILE_ACTIVITY = "records.reconcile"  # the sweep for incidents ended out of band
 ON_CALL_ACTIVITY = "roster.on_call"  # who holds a role now (approval requests and pages)
+COVERAGE_GAPS_ACTIVITY = "records.coverage_gaps"  # the next 24 hours' gaps (daily check)
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 
 # Signals the incident accepts (any other name is refused and recorded; see workflows/signals.py).

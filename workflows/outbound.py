@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, CancelledError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.bookkeeping import IncidentBookkeeping
     from workflows.models import ActionRequest, ActionResult, RecordBatch
     from workflows.names import (
+        ARCHIVE_START_ACTIVITY,
         ARCHIVE_WORKFLOW,
         ON_CALL_ACTIVITY,
         RECORDS_ACTIVITY,
@@ -61,23 +62,14 @@ class IncidentOutbound(IncidentBookkeeping):
         """Every integration call goes through here: routing, retries, the in-flight count."""
         # Waiting on an already-true condition still yields, which let the records flusher see
         # "nothing in flight" between every two steps; only wait when there is a reason to.
-        if self._draining or not workflow.patched("no-yield-before-activity"):
+        if self._draining or not self._patched("no-yield-before-activity"):
             await workflow.wait_condition(lambda: not self._draining)
         queue = workflow.info().task_queue
-        request = ActionRequest(
-            incident_id=self.inp.incident_id,
-            step_id=step_id,
-            operation=operation,
-            args=args,
-            severity=self.state.severity,
-            playbook=self.inp.playbook.name,
-            idempotency_key=f"{self.inp.incident_id}:{key}",
-        )
         self._in_flight += 1
         try:
             return await workflow.execute_activity(
                 operation,
-                request,
+                self._request(operation, step_id, args, key),
                 result_type=ActionResult,
                 task_queue=task_queue_for(operation, queue),
                 start_to_close_timeout=timedelta(seconds=30),
@@ -87,6 +79,62 @@ class IncidentOutbound(IncidentBookkeeping):
             )
         finally:
             self._in_flight -= 1
+
+    async def _local(
+        self,
+        operation: str,
+        key: str,
+        args: dict[str, Any],
+        retry: RetryPolicy = NOTIFY_RETRY,
+        budget: timedelta = timedelta(hours=1),
+    ) -> ActionResult:
+        """A call the engine makes on its own behalf (the roster's answer, its notifications and
+        pages) when the run makes local calls: a local activity, run by this worker inside the workflow task that
+        asks and recorded as one marker, so it costs no task-queue round trip and no workflow
+        task of its own. Playbook actions stay activities (``_activity``)."""
+        if task_queue_for(operation, "q") != "q":  # another queue's worker: not ours to run
+            return await self._activity(operation, key, args, key, retry, budget)
+        if self._draining:
+            await workflow.wait_condition(lambda: not self._draining)
+        self._in_flight += 1
+        try:
+            return await workflow.execute_local_activity(
+                operation,
+                self._request(operation, key, args, key),
+                result_type=ActionResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=budget,
+                retry_policy=retry,
+            )
+        except FailureError as err:
+            if isinstance(err, ActivityError):
+                raise
+            # A local activity's failure can arrive as its bare cause: raise it the way an
+            # activity's arrives, so every caller handles both alike.
+            raise ActivityError(
+                f"{operation} failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=operation,
+                activity_id="",
+                retry_state=None,
+            ) from err
+        finally:
+            self._in_flight -= 1
+
+    def _request(
+        self, operation: str, step_id: str, args: dict[str, Any], key: str
+    ) -> ActionRequest:
+        return ActionRequest(
+            incident_id=self.inp.incident_id,
+            step_id=step_id,
+            operation=operation,
+            args=args,
+            severity=self.state.severity,
+            playbook=self.inp.playbook.name,
+            idempotency_key=f"{self.inp.incident_id}:{key}",
+        )
 
     async def _notify(self, text: str, key: str, channel: str | None = None) -> None:
         args = {"text": text, "channel": channel or self.inp.playbook.channel}
@@ -115,9 +163,14 @@ class IncidentOutbound(IncidentBookkeeping):
         asked = list(dict.fromkeys(r.lower() for r in roles))[:ON_CALL_ROLES_MAX]  # roster names
         args = {"roles": asked, "at": workflow.now().isoformat(), "members": members}
         try:
-            result = await self._activity(
-                ON_CALL_ACTIVITY, key, args, key, ON_CALL_RETRY, ON_CALL_BUDGET
-            )
+            if self._local_calls:
+                result = await self._local(
+                    ON_CALL_ACTIVITY, key, args, ON_CALL_RETRY, ON_CALL_BUDGET
+                )
+            else:
+                result = await self._activity(
+                    ON_CALL_ACTIVITY, key, args, key, ON_CALL_RETRY, ON_CALL_BUDGET
+                )
         except ActivityError as err:
             reraise_cancellation(err)
             return on_call.OnCall(reached=False)
@@ -127,7 +180,7 @@ class IncidentOutbound(IncidentBookkeeping):
         """Who holds the role ``policy`` pages (``<role>-oncall``); None when it pages no role, or
         for an incident started before pages named anyone."""
         role = on_call.paged_role(policy)
-        if role is None or not workflow.patched(on_call.PATCH):
+        if role is None or not self._patched(on_call.PATCH):
             return None
         return await self._on_call([role], f"on-call:{key}")
 
@@ -155,7 +208,10 @@ class IncidentOutbound(IncidentBookkeeping):
         """A notification that finally fails is recorded, never allowed to stop the incident;
         True when it was delivered."""
         try:
-            await self._activity(operation, key, args, key)
+            if self._local_calls:
+                await self._local(operation, key, args)
+            else:
+                await self._activity(operation, key, args, key)
         except ActivityError as err:
             reraise_cancellation(err)
             self._record("notification_failed", f"{operation}: {err.cause or err}")
@@ -183,10 +239,21 @@ class IncidentOutbound(IncidentBookkeeping):
             await workflow.wait_condition(lambda: due() or self._stopping == "close")
             if self._stopping == "close":
                 return  # run() sends the last batch itself
+            if self._lean:
+                # Conditions are checked together once nothing else can run: a decision that
+                # lets the walk go on makes this one true too. Look again once the walk has had
+                # its turn (it schedules its next call), so only a real wait flushes.
+                await workflow.wait_condition(lambda: True)
+                if not due() or self._stopping == "close":
+                    continue
             await self._flush_records()
 
     async def _flush_records(self) -> None:
-        """Mirror new timeline entries (and a state snapshot) to the records database."""
+        """Mirror new timeline entries (and the state the projection reads) to the records."""
+        # One batch at a time, each entry once: several callers (parallel approvals, the
+        # flusher) can be woken by the same end of a batch.
+        while self._lean and self._flushing:
+            await workflow.wait_condition(lambda: not self._flushing)
         pending = self.state.timeline[self.state.records_flushed - self.state.timeline_offset :]
         if not pending:
             return
@@ -198,31 +265,57 @@ class IncidentOutbound(IncidentBookkeeping):
             playbook=self.inp.playbook.name,
             playbook_hash=self.inp.playbook_hash,
             entries=pending,
-            snapshot=self.state.model_copy(update={"timeline": []}),
+            snapshot=self._projected()
+            if self._lean
+            else self.state.model_copy(update={"timeline": []}),
         )
         self._in_flight += 1
+        self._flushing = True
         try:
-            await workflow.execute_activity(
-                RECORDS_ACTIVITY,
-                batch,
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=timedelta(seconds=3),  # a dead worker's attempt: retried in 3 s
-                retry_policy=NOTIFY_RETRY,
-            )
+            if self._local_calls:
+                # A local activity: written by this worker before the workflow task completes
+                # (one marker holding only its small result), so the records hold the batch
+                # before any message the task did not see can be handled.
+                await workflow.execute_local_activity(
+                    RECORDS_ACTIVITY,
+                    batch,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=NOTIFY_RETRY,
+                )
+            else:
+                await workflow.execute_activity(
+                    RECORDS_ACTIVITY,
+                    batch,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    heartbeat_timeout=timedelta(seconds=3),  # a dead worker's attempt: in 3 s
+                    retry_policy=NOTIFY_RETRY,
+                )
         finally:
             self._in_flight -= 1
-        self.state.records_flushed += len(pending)
+            self._flushing = False
+        if self._lean:
+            self.state.records_flushed = max(self.state.records_flushed, pending[-1].seq)
+        else:
+            self.state.records_flushed += len(pending)
 
     async def _archive(self) -> None:
         """Hand the closed incident's history to the archiver, which outlives this workflow."""
         info = workflow.info()
+        request = {"incident_id": self.inp.incident_id, "workflow_id": info.workflow_id,
+                   "run_id": info.run_id}  # fmt: skip
+        if self._local_calls:
+            # Started by a local activity in this task rather than as a child: no child events,
+            # and no workflow task to take the news that it started. The marker says it did.
+            await workflow.execute_local_activity(
+                ARCHIVE_START_ACTIVITY,
+                {**request, "local": True},
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+            return
         await workflow.start_child_workflow(
             ARCHIVE_WORKFLOW,
-            {
-                "incident_id": self.inp.incident_id,
-                "workflow_id": info.workflow_id,
-                "run_id": info.run_id,
-            },
+            request,
             id=archive_workflow_id(info.workflow_id, info.run_id),
             parent_close_policy=ParentClosePolicy.ABANDON,
         )

@@ -88,7 +88,7 @@ class IncidentSteps(IncidentFailures):
         if pending is None:
             requester = self.state.owner
             found = None
-            if workflow.patched(on_call.PATCH):
+            if self._patched(on_call.PATCH):
                 # Asked before the request opens, so no decision can precede its entry.
                 found = await self._on_call(
                     step.roles, f"on-call:{step.id}", exclude=requester, members=True
@@ -114,6 +114,8 @@ class IncidentSteps(IncidentFailures):
                 data=(data | found.data if found is not None else data) or None,
             )
             asked = on_call.decision_needed(step.roles, step.id, pending.eligible, found)
+            if self._lean:
+                await self._flush_records()  # in the records before anyone is asked to decide
             await self._notify(f"{self._label()}: {asked}", f"approval:{step.id}")
         await workflow.wait_condition(lambda: pending.outcome is not None)
         if pending.outcome == "rejected" and step.on_reject == "fail":
