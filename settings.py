@@ -141,6 +141,19 @@ class Settings(BaseSettings):
     intake_port: int = 8788
     api_host: str = "127.0.0.1"
     api_port: int = 8789
+    # --- The web console (served by the API under /console) ----------------------------------
+    # OpenID Connect sign-in (authlib): the issuer's URL, this console's client id and secret;
+    # unset, only local accounts (`incident people password HANDLE`) sign in.
+    oidc_issuer: str | None = None
+    oidc_client_id: SecretStr | None = None
+    oidc_client_secret: SecretStr | None = None
+    # The console's public address (the OIDC redirect); unset: the address the request came to.
+    console_url: str | None = None
+    console_session_hours: float = 12.0
+    # The Temporal Web UI the incident page links to (unset: the embedded one on CR_UI_PORT).
+    temporal_ui_url: str | None = None
+    # How often the console's live stream looks for changed incidents (seconds).
+    console_poll_seconds: float = 1.0
     # Prometheus metrics of a worker process (``insights/metrics.py``): served on this port when
     # set (CR_WORKER_METRICS_PORT, e.g. 9464); off by default. The API serves /metrics itself.
     worker_metrics_port: int | None = None

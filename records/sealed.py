@@ -20,6 +20,8 @@ In clear, and why each is safe:
 - kinds and states: ``action`` (the entry's kind), ``sla``, ``status``, ``severity`` and its
   history, the SLA outcomes (scope, kind, state, outcome), ``runs``, ``last_seq``, the flags.
 - times: ``at``, ``due_at``, ``opened_at`` ... and ``playbook``, ``playbook_hash``.
+- ``incident_board`` (``records/board.py``): running step ids, the roles and handles who must
+  act, clock names and times, pending decisions' steps, roles and deciders.
 - ``actor``, ``role``, ``owner``: the responders' handles (roster people, ``system``,
   ``intake:<type>``), never the people in the case; who did what must outlive a purge, and the
   roster keeps the same handles in clear to work at all.

@@ -79,6 +79,22 @@ class SlaOutcome(SQLModel, table=True):
     outcome: str  # met / warned / breached / pending, see ``clock_outcome``
 
 
+class IncidentBoard(SQLModel, table=True):
+    """What an incident waits on now, for the console's lists (``records/board.py``): its running
+    steps, who must act, its next deadline and its pending decisions. Ids, roles, handles and
+    times only (``records/sealed.py``)."""
+
+    __tablename__ = "incident_board"
+    incident_id: str = Field(primary_key=True)
+    steps: str = ""  # running step ids, comma-separated
+    must_act: str = ""  # ",role,handle," (commas around each, for a LIKE filter)
+    attention: bool = False
+    next_clock: str | None = None
+    next_due_at: datetime | None = Field(default=None, index=True)
+    next_warn_at: datetime | None = None
+    approvals: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list
+
+
 class RequestRecord(SQLModel, table=True):
     """The transparency facts of one law-enforcement request or child-safety report, derived by
     ``records/requests.py`` from the incident's state at each batch: kinds, choices, counts and
@@ -157,6 +173,7 @@ TABLES = [
         RecordsMeta,
         IncidentRecord,
         SlaOutcome,
+        IncidentBoard,
         RequestRecord,
         AuditRow,
         AuditHead,

@@ -18,7 +18,7 @@ import typer
 from datadir import write_output
 from playbooks.durations import parse_duration
 from records.tables import iso
-from roster import service, tokens, yamlfile
+from roster import passwords, service, tokens, yamlfile
 from roster.service import RosterError
 from terminal import CliError, JsonOpt, default_actor, emit, out
 
@@ -111,6 +111,22 @@ def people_deactivate(handle: str = typer.Argument(...)) -> None:
     """Deactivate a person: they hold no role and their tokens stop working at once."""
     changed = _do(lambda: service.deactivate_person(handle, actor=default_actor()))
     out.print(f"deactivated {handle}" if changed else f"{handle} was already deactivated")
+
+
+@people_app.command("password")
+def people_password(
+    handle: str = typer.Argument(...),
+    stdin: bool = typer.Option(False, "--stdin", help="Read the password from standard input"),
+) -> None:
+    """Set a person's console password (local accounts; OpenID Connect needs none)."""
+    import sys
+
+    if stdin:
+        secret = sys.stdin.readline().rstrip("\n")
+    else:
+        secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _do(lambda: passwords.set_password(handle, secret, actor=default_actor()))
+    out.print(f"console password set for {handle}")
 
 
 # --- incident roster ---------------------------------------------------------------------------

@@ -100,9 +100,18 @@ class ApiToken(SQLModel, table=True):
     service: bool = False
 
 
+class Password(SQLModel, table=True):
+    """A person's console password (local accounts): only its scrypt hash and salt are kept."""
+
+    __tablename__ = "roster_passwords"
+    person: str = Field(primary_key=True)
+    scrypt: str  # "n$r$p$salt_b64$hash_b64"
+    set_at: datetime
+
+
 TABLES = [
     SQLModel.metadata.tables[str(t.__tablename__)]
-    for t in (Person, RoleGrant, GroupMember, Rotation, Override, DeclaredWork, ApiToken)
+    for t in (Person, RoleGrant, GroupMember, Rotation, Override, DeclaredWork, ApiToken, Password)
 ]
 _ready: dict[str, Engine] = {}
 

@@ -15,15 +15,11 @@ from pathlib import Path
 from records.requests import derive
 from tests.records_db import entry, state
 from workflows.bookkeeping import records_view
-from workflows.models import Decision, IncidentState, PendingApproval, StepState
+from workflows.models import Decision, IncidentState, PendingApproval, SlaClock, StepState
 
 ROOT = Path(__file__).resolve().parent.parent
-READERS = [
-    "records/projection.py",
-    "records/requests.py",
-    "records/chain.py",
-    "insights/metrics.py",
-]
+# Every module that may read a batch's state: the records, and the reports built from them.
+READERS = sorted(path for room in ("records", "insights") for path in (ROOT / room).glob("*.py"))
 BASE = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 
 
@@ -31,7 +27,7 @@ def _read_attributes() -> set[str]:
     """``state.x`` and ``snapshot.x`` attributes the records code reads."""
     names: set[str] = set()
     for path in READERS:
-        names |= set(re.findall(r"\b(?:state|snapshot)\.(\w+)", (ROOT / path).read_text()))
+        names |= set(re.findall(r"\b(?:state|snapshot)\.(\w+)", path.read_text()))
     return names & set(IncidentState.model_fields)
 
 
@@ -54,6 +50,20 @@ def _full_state() -> IncidentState:
         approvals={"legal-determination": decided},
         used_nonces={"n1": BASE},
         roster_seen={"lena": ["legal"]},
+        attention={"produce-data": "failed: the vendor refused"},
+        acknowledged_at=BASE + timedelta(minutes=5),
+        resolution="data produced",
+        sla_breached=True,
+        runs=2,
+        clocks={
+            "produce-data": SlaClock(
+                name="produce-data",
+                started_at=BASE,
+                due=timedelta(hours=1),
+                running_since=BASE,
+                due_at=BASE + timedelta(hours=1),
+            )
+        },
         status="closed",
         closed_at=BASE + timedelta(hours=2),
     )
@@ -65,6 +75,8 @@ def test_every_attribute_the_records_read_survives_the_view():
     read = _read_attributes()
     assert {"status", "clocks", "approvals", "fields", "steps"} <= read  # the scan finds readers
     for name in read - {"timeline"}:  # a batch's entries travel beside the view
+        default = IncidentState.model_fields[name].get_default(call_default_factory=True)
+        assert getattr(full, name) != default, f"fill {name} in _full_state to check it"
         assert getattr(view, name) == getattr(full, name), name
 
 

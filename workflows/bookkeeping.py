@@ -221,11 +221,13 @@ def records_view(s: IncidentState) -> IncidentState:
     """What a records batch carries of the state: only what the records read, not nonces, the
     roster seen or the timeline: the projection and SLA outcomes (``records/projection.py``), and
     the steps, approvals and fields from which a law-enforcement request's transparency row is
-    derived (``records/requests.py``). ``tests/test_records_view.py`` holds them to that."""
+    derived (``records/requests.py``), and what needs a person (``records/board.py``).
+    ``tests/test_records_view.py`` holds every reader to it."""
     return IncidentState(
         fields=s.fields,
         steps=s.steps,
         approvals=s.approvals,
+        attention=s.attention,
         status=s.status,
         severity=s.severity,
         severity_history=s.severity_history,
