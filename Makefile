@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy settings.py starter.py worker.py connection.py terminal.py logs.py \
-		workflows playbooks activities records incidents audit reports intake stack api roster identity client encryption
+		workflows playbooks activities records incidents audit reports intake stack api roster identity client encryption assist
 
 house: install
 	$(BIN)/python scripts/house.py

@@ -44,6 +44,7 @@ CLIENT_COMMANDS = {_name(info): info for group in (incidents_app, session_app)
 def operator_commands() -> dict[str, Command]:
     """Every command of the rooms that work on Temporal or the records themselves, by name, in
     the order `incident --help` lists them (imported here, on first need; built once)."""
+    from assist.cli import assist_app
     from audit.cli import audit_app
     from incidents.doctor import doctor_app
     from incidents.purge import purge_app
@@ -64,6 +65,7 @@ def operator_commands() -> dict[str, Command]:
     rooms.add_typer(token_app, name="token")
     rooms.add_typer(oncall_app)
     rooms.add_typer(stack_app)
+    rooms.add_typer(assist_app)
     return dict(typer.main.get_group(rooms).commands)
 
 
