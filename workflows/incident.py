@@ -35,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
     from workflows.signals import IncidentSignals
     from workflows.steps import IncidentSteps
+    from workflows.triage import triage_entry, triage_problem
+
+TRIAGE_ENTRY = "triage-entry"  # issue 14: the suggestion and the choice, after ``opened``
 
 
 @workflow.defn
@@ -74,6 +77,8 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
                     "severity": inp.severity,
                 },
             )
+            if inp.triage is not None and workflow.patched(TRIAGE_ENTRY):
+                self._record_triage(inp)
             self._start_incident_clocks()
         elif inp.reopen is not None:
             self._record(
@@ -81,6 +86,18 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             )
         else:
             self._record("continued", f"run {self.state.runs} resumes the incident")
+
+    def _record_triage(self, inp: IncidentInput) -> None:
+        """The suggestion and the person's choice; a note that does not hold is refused and
+        recorded, and the incident runs either way."""
+        assert inp.triage is not None
+        problem = triage_problem(inp.triage, inp.playbook.name, inp.severity)
+        if problem is not None:
+            self._record("message_refused", problem, actor=inp.triage.chosen_by,
+                         data={"message": "triage", "code": "invalid_triage"})  # fmt: skip
+            return
+        detail, data = triage_entry(inp.triage)
+        self._record("triage", detail, actor=inp.triage.chosen_by, role="ic", data=data)
 
     # ----------------------------------------------------------------------------- main loop
 

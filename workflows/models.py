@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
 from workflows.limits import EventData, Fields, Ident, Name, Role, Summary, Text
+from workflows.triage import TriageNote
 
 TRUSTED_KEYS_MAX = 16  # public keys one incident trusts (the API's current and rotated-out keys)
 ROSTER_MAX = 2_000  # people on an incident's roster
@@ -210,6 +211,8 @@ class IncidentInput(BaseModel):
     # with no cache that is any task that overlaps another (the front door sets it from
     # settings.workflow_cache_size).
     local_calls: bool = False
+    # A triage suggestion and the person's choice, recorded after ``opened`` (workflows/triage.py).
+    triage: TriageNote | None = None
 
 
 class IncidentOutcome(BaseModel):

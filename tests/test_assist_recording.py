@@ -1,0 +1,43 @@
+"""A triage suggestion and the person's choice, recorded: the incident's ``triage`` timeline entry
+(after ``opened``), a note that does not hold refused and recorded, and the records' view of how
+often suggestions were right."""
+
+from __future__ import annotations
+
+from tests.engine_support import has, incident_input, one, playbook, wait_for_timeline
+from workflows.triage import TriageNote
+
+
+def note(**extra: object) -> TriageNote:
+    values: dict[str, object] = {
+        "provider": "local", "model": "tfidf-logreg", "version": "seed-14",
+        "suggested_playbook": "test-playbook", "playbook_confidence": 0.91,
+        "suggested_severity": "sev0", "severity_confidence": 0.6,
+        "words": ["emergency", "police"], "suggested_fields": {"account_id": "acct-1"},
+        "chosen_playbook": "test-playbook", "chosen_severity": "sev1", "chosen_by": "alice",
+    }  # fmt: skip
+    values.update(extra)
+    return TriageNote.model_validate(values)
+
+
+STEPS = [{"id": "one", "kind": "action", "activity": "notify.slack"}]
+
+
+async def test_the_suggestion_and_the_choice_are_the_entry_after_opened(h):
+    handle = await h.open(incident_input(playbook(STEPS), triage=note()))
+    tl = await wait_for_timeline(handle, has("playbook_complete"))
+    assert [e.kind for e in tl[:2]] == ["opened", "triage"]
+    entry = one(tl, "triage")
+    assert entry.actor == "alice"
+    assert entry.data["suggested_severity"] == "sev0" and entry.data["chosen_severity"] == "sev1"
+    assert entry.data["accepted"] == "no" and entry.data["field.account_id"] == "acct-1"
+    assert "suggested test-playbook (91%) sev0 (60%)" in entry.detail
+    assert entry.detail.endswith("alice chose test-playbook sev1 (changed)")
+
+
+async def test_a_note_that_is_not_the_incident_is_refused_and_the_incident_runs(h):
+    handle = await h.open(incident_input(playbook(STEPS), triage=note(chosen_playbook="other")))
+    tl = await wait_for_timeline(handle, has("playbook_complete"))
+    refused = one(tl, "message_refused")
+    assert refused.data["code"] == "invalid_triage" and "other" in refused.detail
+    assert not [e for e in tl if e.kind == "triage"]
