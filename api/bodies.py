@@ -27,6 +27,16 @@ class OpenBody(Body):
     severity: Severity | None = None
     fields: Fields = Field(default_factory=dict)
     id: str | None = Field(default=None, pattern=INCIDENT_ID_PATTERN)
+    # Ask this triage provider about the summary and record its suggestion beside the person's
+    # choice (the playbook and severity above) as the incident's ``triage`` entry (issue 14).
+    triage: Literal["local", "chat"] | None = None
+
+
+class SuggestBody(Body):
+    """A case's text, for a triage suggestion (``POST /suggest``)."""
+
+    text: Text = Field(min_length=1)
+    provider: Literal["local", "chat"] = "local"
 
 
 class ActionBody(Body):

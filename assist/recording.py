@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from assist.providers import installed_playbooks, provider_for
 from assist.suggestion import Provider, Suggestion
 from encryption.keystore import DataKeyError
 from playbooks.schema import Playbook
 from records.sealed import SealedColumnError, opened_columns
 from records.tables import AuditRow, records_engine
+from settings import Settings
 from workflows.triage import TriageNote
 
 
@@ -41,6 +43,26 @@ async def suggest_within(provider: Provider, text: str, playbooks: dict[str, Pla
         ) from None
     except (ValueError, OSError) as err:
         raise SuggestionUnavailable(f"{provider.name} failed: {type(err).__name__}") from None
+
+
+def budget(settings: Settings, provider: str) -> float:
+    """How long a person's request waits for ``provider`` (the local model answers in ms)."""
+    return settings.assist_chat_timeout_seconds if provider == "chat" else 10.0
+
+
+async def triage_note(settings: Settings, provider: str | None, text: str, *, playbook: str,
+                      severity: str, by: str, seconds: float | None = None) -> TriageNote | None:  # fmt: skip
+    """The suggestion of ``provider`` for ``text`` and the choice ``by`` made; None when no
+    provider is asked or none answered in time (the incident opens all the same)."""
+    if provider is None:
+        return None
+    try:
+        found = await suggest_within(provider_for(provider, settings), text,
+                                     installed_playbooks(settings),
+                                     seconds or budget(settings, provider))  # fmt: skip
+    except (SuggestionUnavailable, ValueError):
+        return None
+    return note_for(found, playbook=playbook, severity=severity, by=by)
 
 
 def note_for(suggestion: Suggestion, *, playbook: str, severity: str, by: str) -> TriageNote:

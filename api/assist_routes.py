@@ -1,0 +1,64 @@
+"""The assisted-response endpoints (issue 14): a triage suggestion for a case's text, and the
+handover summary of an incident from the records, both for the console and the `incident`
+command. An incident opened with ``triage`` records the suggestion beside the person's choice
+(``POST /incidents``, ``assist.recording.triage_note``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api import authz
+from api.bodies import SuggestBody
+from api.errors import NotVisible
+from api.routes import Caller
+from assist.providers import installed_playbooks, provider_for
+from assist.recording import SuggestionUnavailable, budget, suggest_within
+from assist.summary import UnknownIncident, handover
+from records.tables import IncidentRecord, records_engine
+from settings import Settings
+
+router = APIRouter()
+
+
+@router.post("/suggest")
+async def suggest(body: SuggestBody, request: Request, who: Caller) -> Any:
+    authz.check(who, "suggest")
+    settings: Settings = request.app.state.settings
+    if body.provider == "chat" and not settings.assist_chat_url:
+        return JSONResponse({"error": "invalid_request", "field": "provider", "message":
+                             "provider: chat needs CR_ASSIST_CHAT_URL; use local"}, 422)  # fmt: skip
+    try:
+        found = await suggest_within(provider_for(body.provider, settings), body.text,
+                                     installed_playbooks(settings),
+                                     budget(settings, body.provider))  # fmt: skip
+    except SuggestionUnavailable as err:
+        return JSONResponse({"error": "unavailable", "message": str(err)}, 503)
+    return found.model_dump(mode="json")
+
+
+def _recorded_playbook(incident_id: str, url: str) -> str | None:
+    from sqlmodel import Session
+
+    with Session(records_engine(url)) as s:
+        record = s.get(IncidentRecord, incident_id)
+    return record.playbook if record else None
+
+
+@router.get("/incidents/{incident_id}/summary")
+async def summary(incident_id: str, request: Request, who: Caller) -> Any:
+    authz.check(who, "read")
+    url = request.app.state.settings.effective_database_url
+    playbook = await asyncio.to_thread(_recorded_playbook, incident_id, url)
+    if playbook is None:
+        raise NotVisible(f"no incident {incident_id} in the records", hidden=False)
+    if not authz.may_see(who, playbook):
+        raise NotVisible(f"no incident {incident_id}")
+    try:
+        found = await asyncio.to_thread(handover, incident_id, url)
+    except UnknownIncident:
+        raise NotVisible(f"no incident {incident_id} in the records", hidden=False) from None
+    return found.as_json()
