@@ -24,6 +24,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 from typer.models import CommandInfo
 
+from client.assist import assist_client_app
 from client.cli import incidents_app
 from client.session import session_app
 from datadir import private_umask
@@ -36,7 +37,7 @@ def _name(info: CommandInfo) -> str:
 
 
 # The API's clients, by command name, in the order `incident --help` lists them first.
-CLIENT_COMMANDS = {_name(info): info for group in (incidents_app, session_app)
+CLIENT_COMMANDS = {_name(info): info for group in (incidents_app, assist_client_app, session_app)
                    for info in group.registered_commands}  # fmt: skip
 
 
