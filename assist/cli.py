@@ -67,6 +67,7 @@ def triage_eval(
     from assist.evaluate import accuracy_table, confusion_table, evaluate
     from assist.model import train
     from assist.providers import LocalProvider, installed_playbooks, provider_for
+    from assist.recording import agreement, recorded_choices
     from assist.seed import generated as generated_cases
     from assist.seed import split
     from assist.training import closed_examples
@@ -88,10 +89,24 @@ def triage_eval(
         chosen = LocalProvider(train(train_set)) if name == "local" else provider_for(name)
         results.append(evaluate(chosen, held_out, playbooks))
     source = "generated cases" if generated else "closed incidents"
+    recorded = {} if generated else agreement(recorded_choices())
     emit(as_json, {"source": source, "held_out": len(held_out), "trained_on": len(train_set),
-                   "providers": [r.as_json() for r in results]},  # fmt: skip
+                   "providers": [r.as_json() for r in results], "recorded": recorded},  # fmt: skip
          lambda: typer.echo(
              f"{len(held_out)} held-out {source} (trained on {len(train_set)})\n\n"
              + accuracy_table(results) + "\n\n"
              + "\n\n".join(f"{r.provider} ({r.version}):\n" + confusion_table(r)
-                           for r in results)))  # fmt: skip
+                           for r in results) + _recorded_table(recorded)))  # fmt: skip
+
+
+def _recorded_table(recorded: dict[str, dict[str, float | int]]) -> str:
+    """How often the suggestion recorded at open was what the person chose (from the records)."""
+    if not recorded:
+        return ""
+    lines = ["", "", "suggestions recorded at open, and how often people chose them:",
+             "| playbook chosen | suggestions | playbook as suggested | severity as suggested |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name, row in recorded.items():
+        lines.append(f"| {name} | {row['suggestions']} | {row['playbook_right']:.0%} "
+                     f"| {row['severity_right']:.0%} |")  # fmt: skip
+    return "\n".join(lines)

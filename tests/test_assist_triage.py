@@ -116,3 +116,25 @@ def test_training_reads_closed_incidents_from_the_records():
     }
     model = train(examples)
     assert model.trained_on == len(cases) and model.version.startswith(model.training_hash[:12])
+
+
+def test_triage_eval_on_generated_cases_and_train_refusal(capsys):
+    import json
+
+    import starter
+
+    assert starter.run(["triage-eval", "--generated", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["held_out"] == 120 and report["providers"][0]["accuracy"] >= 0.95
+    assert {r["true"] for r in report["providers"][0]["confusion"]} == set(PLAYBOOKS)
+    assert starter.run(["triage-eval", "--generated", "--provider", "oracle"]) == 2
+    assert "must be local or chat" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures(records_url.__name__)
+def test_triage_train_needs_enough_closed_incidents(capsys):
+    import starter
+
+    assert starter.run(["triage-train"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0 readable closed incidents" in err
