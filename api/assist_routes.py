@@ -15,9 +15,10 @@ from api import authz
 from api.bodies import SuggestBody
 from api.errors import NotVisible
 from api.routes import Caller
+from assist.chat import ChatError, ChatProvider
 from assist.providers import installed_playbooks, provider_for
 from assist.recording import SuggestionUnavailable, budget, suggest_within
-from assist.summary import UnknownIncident, handover
+from assist.summary import Handover, UnknownIncident, checked_rewrite, handover
 from records.tables import IncidentRecord, records_engine
 from settings import Settings
 
@@ -49,7 +50,7 @@ def _recorded_playbook(incident_id: str, url: str) -> str | None:
 
 
 @router.get("/incidents/{incident_id}/summary")
-async def summary(incident_id: str, request: Request, who: Caller) -> Any:
+async def summary(incident_id: str, request: Request, who: Caller, rewrite: bool = False) -> Any:
     authz.check(who, "read")
     url = request.app.state.settings.effective_database_url
     playbook = await asyncio.to_thread(_recorded_playbook, incident_id, url)
@@ -61,4 +62,20 @@ async def summary(incident_id: str, request: Request, who: Caller) -> Any:
         found = await asyncio.to_thread(handover, incident_id, url)
     except UnknownIncident:
         raise NotVisible(f"no incident {incident_id} in the records", hidden=False) from None
+    if rewrite:
+        found = await _rewritten(request.app.state.settings, found)
     return found.as_json()
+
+
+async def _rewritten(settings: Settings, found: Handover) -> Handover:
+    """The chat endpoint's wording, kept only if it states no fact the records do not hold;
+    the records' own text when no endpoint is configured, it fails or it is slow."""
+    if not settings.assist_chat_url:
+        return found
+    chat = ChatProvider.from_settings(settings)
+    try:
+        async with asyncio.timeout(settings.assist_chat_timeout_seconds):
+            text = await asyncio.to_thread(chat.rewrite, [s.text for s in found.sentences])
+    except (TimeoutError, ChatError):
+        return found
+    return checked_rewrite(found, text)

@@ -10,7 +10,7 @@ the same records give the same text. Times are UTC, to the minute.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -179,6 +179,20 @@ def _risks(record: IncidentRecord, clocks: list[SlaOutcome],
     return out
 
 
-def facts_json(h: Handover) -> str:
-    """The facts the chat rewrite may use, and nothing else (what is sent out, redacted)."""
-    return json.dumps([s.text for s in h.sentences], ensure_ascii=False)
+# A token that states a fact: anything with a digit (times, counts, ids), or a name joined by
+# '-', '.' or '_' (step ids, clock names, playbooks); placeholders are never facts.
+_FACT_TOKEN = re.compile(r"\[[^\]]*\]|[\w:+-]*\d[\w:+-]*|\b\w+(?:[-._]\w+)+\b")
+
+
+def unsupported(h: Handover, rewritten: str) -> list[str]:
+    """The fact-like tokens of ``rewritten`` that the records' sentences do not hold."""
+    known = h.text
+    return [t for t in _FACT_TOKEN.findall(rewritten) if t.startswith("[") or t not in known]
+
+
+def checked_rewrite(h: Handover, rewritten: str | None) -> Handover:
+    """``h`` told in the rewritten words, if every fact they state is one of the records';
+    else ``h`` as it was (the rewrite is dropped: it never invents a fact)."""
+    if not rewritten or not rewritten.strip() or unsupported(h, rewritten):
+        return h
+    return Handover(h.incident_id, h.sentences, source="chat", text_override=rewritten.strip())
