@@ -43,6 +43,7 @@ class ActionBody(Body):
     to: Name | None = None
     severity: Severity | None = None
     reason: Text = ""
+    confirm: bool = False  # close: even with linked incidents still open
     role: Role | None = None  # among the roles the caller holds; default: the first that may act
 
 

@@ -212,7 +212,7 @@ async def act(
         await _assignable(request, body.to)
     command = CommanderRequest(
         actor=who.person, role=_role(who, action, body.role), to=body.to,
-        severity=body.severity, reason=body.reason,
+        severity=body.severity, reason=body.reason, confirm=body.confirm,
     )  # fmt: skip
     command = signed(request.app.state.keys, status, UPDATE_NAMES[action], command)
     return await actions.act(client_of(request), incident_id, action, command)

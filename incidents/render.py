@@ -26,6 +26,10 @@ def print_status(st: IncidentStatus) -> None:
     )
     out.print(f"playbook {st.playbook} v{st.playbook_version} {st.playbook_hash}")
     out.print(f"summary: {printable(st.summary)}", markup=False)
+    if st.parent_incident_id:
+        out.print(f"opened by incident {st.parent_incident_id} (linked)", markup=False)
+    for child, state in sorted(st.linked.items()):
+        out.print(f"linked incident {child}: {state}", markup=False)
     table = Table("step", "kind", "owner", "since")
     for s in st.active_steps:
         table.add_row(s.step_id, s.kind, s.owner or "", s.started_at.isoformat(timespec="seconds"))

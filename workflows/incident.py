@@ -133,6 +133,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             await workflow.sleep(timedelta(milliseconds=1))
         if self._patched("resolve-pages-at-close"):
             await self._resolve_pages()
+        await self._tell_parent()  # a linked incident's parent hears it closed
         # Both are round trips to the server; neither needs the other.
         await asyncio.gather(self._flush_records(), self._archive())
         return self._outcome()

@@ -171,6 +171,8 @@ class IncidentState(BaseModel):
     # Who the roster said held a role when an approval was requested (person -> roles), beside
     # the roster the incident opened with: someone granted a role since may decide.
     roster_seen: dict[Name, list[Role]] = Field(default_factory=dict, max_length=ROSTER_MAX)
+    # Incidents this one opened (workflows/linked.py): child id -> its last known status.
+    linked: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 
 class ReopenRequest(BaseModel):
@@ -264,6 +266,7 @@ class CommanderRequest(BaseModel):
     to: Name | None = None  # assign
     severity: Severity | None = None  # escalate
     reason: Text = ""  # escalate, note text, close resolution
+    confirm: bool = False  # close: even with linked incidents still open
     signature: Signature | None = None
 
 
@@ -313,6 +316,8 @@ class IncidentStatus(BaseModel):
     trusted_key_ids: list[str] = Field(default_factory=list)  # keys its messages must be signed by
     failed_steps: list[StepState] = Field(default_factory=list)  # awaiting retry or skip
     attention: list[str] = Field(default_factory=list)
+    parent_incident_id: str | None = None  # the incident that opened this one
+    linked: dict[str, str] = Field(default_factory=dict)  # incidents it opened -> their status
 
 
 class StepRequest(BaseModel):

@@ -1,0 +1,108 @@
+"""Linked incidents on the dev server: an ``open_incident`` step opens another playbook's
+incident through the front door (the real activity), idempotently; the child names its parent in
+status, the parent lists the child and hears when it closes; closing a parent with an open child
+asks for confirmation; a child outlives its parent."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.linked import open_linked
+from tests.engine_support import (
+    commander,
+    engine_harness,
+    has,
+    incident_input,
+    one,
+    playbook,
+    refusal,
+    wait_for_status,
+    wait_for_timeline,
+)
+from workflows.incident import IncidentWorkflow
+from workflows.linked import LinkedState
+from workflows.models import ActionRequest
+from workflows.names import SIGNAL_LINKED, linked_incident_id
+
+PRESERVE = {"requester_agency": "Springfield PD", "requester_email": "det.12@police.gov",
+            "account_id": "acct-1234567", "jurisdiction": ""}  # fmt: skip
+STEPS = [
+    {"id": "preserve", "kind": "open_incident", "playbook": "preservation",
+     "summary": "Preserve what {{ incident_id }} disclosed", "fields": PRESERVE},
+    {"id": "wait", "kind": "wait_for", "event": "done"},
+]  # fmt: skip
+
+
+@pytest.fixture
+async def hl(dev_env):
+    async with engine_harness(dev_env, activities=[open_linked]) as harness:
+        yield harness
+
+
+async def _parent(hl: Any) -> tuple[Any, Any, str]:
+    inp = incident_input(playbook(STEPS), incident_id=f"PA-{uuid.uuid4().hex[:6]}")
+    parent = await hl.open(inp)
+    tl = await wait_for_timeline(parent, has("linked_opened"))
+    child_id = linked_incident_id(inp.incident_id, "preserve")
+    child = hl.follow(hl.client.get_workflow_handle(f"incident-{child_id}"))
+    assert one(tl, "linked_opened").data == {"child": child_id, "playbook": "preservation",
+                                             "status": "open"}  # fmt: skip
+    return parent, child, child_id
+
+
+async def test_the_child_is_a_normal_incident_that_names_its_parent(hl):
+    parent, child, child_id = await _parent(hl)
+    status = await child.query(IncidentWorkflow.status)
+    assert status.playbook == "preservation" and status.parent_incident_id == parent.id[9:]
+    assert status.summary == f"Preserve what {parent.id[9:]} disclosed"
+    assert status.fields["account_id"] == "acct-1234567" and "jurisdiction" not in status.fields
+    assert (await parent.query(IncidentWorkflow.status)).linked == {child_id: "open"}
+    # A second attempt (a retry, a replayed step) finds the child instead of opening another.
+    again = ActionRequest(incident_id=parent.id[9:], step_id="preserve",
+                          operation="incidents.open_linked", idempotency_key="preserve",
+                          args={"child_id": child_id, "playbook": "preservation",
+                                "summary": "again", "fields": PRESERVE})  # fmt: skip
+    result = await ActivityEnvironment(client=hl.client).run(open_linked, again)
+    assert result.data == {"child_id": child_id, "created": "no", "status": "open"}
+
+
+async def test_closing_a_parent_with_an_open_child_asks_first_and_hears_the_child(hl):
+    parent, child, child_id = await _parent(hl)
+    close = commander(reason="done")
+    assert await refusal(parent.execute_update(IncidentWorkflow.close, close)) == (
+        "open_linked_incidents"
+    )
+    await child.execute_update(IncidentWorkflow.close, commander(reason="preserved"))
+    tl = await wait_for_timeline(parent, has("linked_state"))
+    entry = one(tl, "linked_state")
+    assert entry.detail == f"linked incident {child_id} is closed"
+    assert entry.actor == f"incident:{child_id}"
+    await wait_for_status(parent, lambda s: s.linked == {child_id: "closed"})
+    await parent.execute_update(IncidentWorkflow.close, close)  # nothing open: no question
+
+
+async def test_a_child_outlives_its_parent(hl):
+    parent, child, child_id = await _parent(hl)
+    await parent.execute_update(IncidentWorkflow.close, commander(reason="done", confirm=True))
+    await parent.result()
+    assert (await child.query(IncidentWorkflow.status)).status == "open"
+    await child.execute_update(IncidentWorkflow.close, commander(reason="preserved"))
+    await child.result()
+    history = [e async for e in child.fetch_history_events()]
+    assert any(e.HasField("signal_external_workflow_execution_failed_event_attributes")
+               for e in history)  # the parent was gone; the child closed all the same  # fmt: skip
+
+
+async def test_news_of_an_incident_never_opened_is_refused_and_recorded(hl):
+    parent, _, _ = await _parent(hl)
+    from datetime import UTC, datetime
+
+    await parent.signal(SIGNAL_LINKED, LinkedState(child_id="someone-else", status="closed",
+                                                   at=datetime.now(UTC)))  # fmt: skip
+    tl = await wait_for_timeline(parent, has("message_refused"))
+    assert one(tl, "message_refused").data["code"] == "unknown_linked_incident"
+    assert not [e for e in tl if e.kind == "linked_state"]
