@@ -74,7 +74,8 @@ def sla_note(entry: TimelineEntry) -> str:
 
 def print_rows(rows: Sequence[Mapping[str, Any]]) -> None:
     """Incidents as the list shows them (``IncidentRow.as_json``, as the API answers)."""
-    table = Table("incident", "severity", "status", "playbook", "breached", "attention", "opened")
+    table = Table("incident", "severity", "status", "playbook", "breached", "attention", "opened",
+                  "opened by")  # fmt: skip
     for r in rows:
         table.add_row(
             printable(str(r["incident_id"])),
@@ -84,5 +85,6 @@ def print_rows(rows: Sequence[Mapping[str, Any]]) -> None:
             "yes" if r["sla_breached"] else "",
             "yes" if r["needs_attention"] else "",
             str(r["opened_at"]),
+            printable(str(r.get("parent") or "")),  # a linked incident's parent
         )
     out.print(table)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,6 +46,7 @@ from workflows.models import (
 )
 from workflows.names import (
     SA_BREACHED,
+    SA_PARENT,
     SA_PLAYBOOK,
     SA_SEVERITY,
     SA_STATUS,
@@ -160,14 +162,15 @@ def build_input(
 def search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
     """The search attributes an incident starts with (the workflow upserts only changes)."""
     state = inp.state
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_SEVERITY, state.severity if state else inp.severity),
-            SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
-            SearchAttributePair(SA_STATUS, status),
-            SearchAttributePair(SA_BREACHED, state.sla_breached if state else False),
-        ]
-    )
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(SA_SEVERITY, state.severity if state else inp.severity),
+        SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
+        SearchAttributePair(SA_STATUS, status),
+        SearchAttributePair(SA_BREACHED, state.sla_breached if state else False),
+    ]
+    if inp.parent_incident_id:  # a linked incident: list shows whose
+        pairs.append(SearchAttributePair(SA_PARENT, inp.parent_incident_id))
+    return TypedSearchAttributes(pairs)
 
 
 async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:

@@ -5,6 +5,7 @@ asks for confirmation; a child outlives its parent."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.linked import open_linked
+from incidents.listing import list_incidents
 from tests.engine_support import (
     commander,
     engine_harness,
@@ -68,6 +70,16 @@ async def test_the_child_is_a_normal_incident_that_names_its_parent(hl):
                                 "summary": "again", "fields": PRESERVE})  # fmt: skip
     result = await ActivityEnvironment(client=hl.client).run(open_linked, again)
     assert result.data == {"child_id": child_id, "created": "no", "status": "open"}
+    # The child's first entry names its parent (the records and the export carry it), and the
+    # list shows whose child it is.
+    opened = one(await child.query(IncidentWorkflow.timeline), "opened")
+    assert opened.data["parent"] == parent.id[9:]
+    for _ in range(250):  # visibility is eventually consistent
+        rows = await list_incidents(hl.client, f"WorkflowId = '{child.id}'")
+        if rows:
+            break
+        await asyncio.sleep(0.02)
+    assert rows[0].parent == parent.id[9:] and rows[0].as_json()["parent"] == parent.id[9:]
 
 
 async def test_closing_a_parent_with_an_open_child_asks_first_and_hears_the_child(hl):

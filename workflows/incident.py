@@ -75,6 +75,8 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
                     "playbook": inp.playbook.name,
                     "hash": inp.playbook_hash,
                     "severity": inp.severity,
+                    # a linked incident names its parent in its first entry (records, export)
+                    **({"parent": inp.parent_incident_id} if inp.parent_incident_id else {}),
                 },
             )
             if inp.triage is not None and workflow.patched(TRIAGE_ENTRY):

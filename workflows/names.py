@@ -19,7 +19,10 @@ SA_PLAYBOOK = SearchAttributeKey.for_keyword("IncidentPlaybook")
 SA_STATUS = SearchAttributeKey.for_keyword("IncidentStatus")
 SA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 SA_ATTENTION = SearchAttributeKey.for_bool("NeedsAttention")  # a failed step, a halted walk
-SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENTION)
+SA_PARENT = SearchAttributeKey.for_keyword(
+    "IncidentParent"
+)  # a linked incident's parent (set at start)
+SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENTION, SA_PARENT)
 
 RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"
