@@ -14,11 +14,13 @@ from assist.recording import agreement, recorded_choices
 from incidents.actions import handle
 from records.chain import write_batch
 from tests.engine_support import has, wait_for_timeline
+from tests.integration_support import sandbox_server
+from tests.integration_support import state as state_of_sandbox
 from tests.test_api_records import bearer, live, records_url, secrets
 from workflows.models import RecordBatch
 
 pytestmark = pytest.mark.usefixtures(records_url.__name__)
-FIXTURES = (live, secrets)  # the API on the dev server, and the roster's tokens
+FIXTURES = (live, secrets, sandbox_server)  # the API, tokens, the sandbox
 
 CASE = ("Emergency disclosure request from Springfield PD (det.12@police.gov) in Ohio: a "
         "kidnapping in progress, subscriber data for account acct-1234567")  # fmt: skip
@@ -95,3 +97,26 @@ async def test_the_summary_of_a_restricted_incident_is_for_its_group_only(live, 
     assert r.status_code == 404
     r = await live.get("/incidents/CS-1/summary", headers=bearer(secrets["cleo"]))
     assert r.status_code == 200 and r.json()["text"].startswith("Incident CS-1 (child-safety")
+
+
+async def test_a_summary_rewritten_by_the_chat_endpoint_keeps_the_records_facts(
+    secrets, tmp_path, sandbox_server
+):
+    from pydantic import SecretStr
+
+    from settings import Settings
+    from tests.records_db import batch, entry, state
+    from tests.test_api_records import serve
+
+    opened = entry(1, 0, "casey", "opened", detail="report", data={"severity": "sev1"})
+    write_batch(batch("RW-1", [opened], state([opened]), playbook="preservation"))
+    where = f"http://{sandbox_server.config.host}:{sandbox_server.config.port}/openai"
+    chat = Settings(data_dir=tmp_path, assist_chat_url=where,
+                    assist_chat_api_key=SecretStr("sk-test"))  # fmt: skip
+    async for http in serve(chat, object()):
+        plain = (await http.get("/incidents/RW-1/summary", headers=bearer(secrets["casey"]))).json()
+        r = await http.get("/incidents/RW-1/summary?rewrite=true", headers=bearer(secrets["casey"]))
+        assert r.status_code == 200 and r.json()["source"] == "chat"  # the emulator adds nothing
+        assert r.json()["text"] == plain["text"] and plain["source"] == "records"
+        requests = state_of_sandbox(sandbox_server)["openai"]["requests"]
+        assert requests and "handover" in requests[-1]["messages"][0]["content"]

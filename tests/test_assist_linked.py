@@ -118,3 +118,24 @@ async def test_news_of_an_incident_never_opened_is_refused_and_recorded(hl):
     tl = await wait_for_timeline(parent, has("message_refused"))
     assert one(tl, "message_refused").data["code"] == "unknown_linked_incident"
     assert not [e for e in tl if e.kind == "linked_state"]
+
+
+def test_lint_the_open_incident_step(tmp_path):
+    from playbooks.loader import lint_file, list_playbooks
+
+    head = "name: demo\nversion: 1\ntitle: Demo\nfields:\n  who: {}\nsteps:\n"
+    ok = ("  - id: child\n    kind: open_incident\n    playbook: preservation\n"
+          "    fields: {requester_agency: '{{ who }}'}\n")  # fmt: skip
+    (tmp_path / "demo.yaml").write_text(head + ok)
+    assert lint_file(tmp_path / "demo.yaml") == []
+    (tmp_path / "demo.yaml").write_text(head + ok.replace("preservation", "demo"))
+    [error] = lint_file(tmp_path / "demo.yaml")
+    assert "cannot open one of its own playbook" in str(error)
+    (tmp_path / "demo.yaml").write_text(head + ok.replace("{{ who }}", "{{ nobody }}"))
+    [error] = lint_file(tmp_path / "demo.yaml")
+    assert "nobody" in str(error) and "not a declared field" in str(error)
+    # Every shipped open_incident step names a shipped playbook.
+    shipped = {lp.playbook.name: lp.playbook for lp in list_playbooks()}
+    opened = [s.playbook for pb in shipped.values() for s in pb.iter_steps()  # type: ignore[union-attr]
+              if s.kind == "open_incident"]  # fmt: skip
+    assert opened == ["preservation"] and set(opened) <= set(shipped)
