@@ -64,6 +64,7 @@ def triage_eval(
 ) -> None:
     """Accuracy of each provider on held-out closed incidents, per playbook, with the confusion
     table (the model is trained on the rest, so it never saw them)."""
+    from assist.cases import hand_written
     from assist.evaluate import accuracy_table, confusion_table, evaluate
     from assist.model import train
     from assist.providers import LocalProvider, installed_playbooks, provider_for
@@ -84,19 +85,25 @@ def triage_eval(
         _enough(examples)
     train_set, held_out = split(examples)
     playbooks = installed_playbooks(settings)
-    results = []
+    results, harder = [], []
     for name in names:
         chosen = LocalProvider(train(train_set)) if name == "local" else provider_for(name)
         results.append(evaluate(chosen, held_out, playbooks))
+        if generated:  # and the hand-written cases, worded unlike the generator's
+            harder.append(evaluate(chosen, hand_written(), playbooks))
     source = "generated cases" if generated else "closed incidents"
     recorded = {} if generated else agreement(recorded_choices())
+    extra = ("\n\n40 hand-written cases (never trained on):\n\n" + accuracy_table(harder)
+             + "\n\n" + "\n\n".join(f"{r.provider}:\n" + confusion_table(r) for r in harder)
+             if harder else "")  # fmt: skip
     emit(as_json, {"source": source, "held_out": len(held_out), "trained_on": len(train_set),
-                   "providers": [r.as_json() for r in results], "recorded": recorded},  # fmt: skip
+                   "providers": [r.as_json() for r in results], "recorded": recorded,
+                   "hand_written": [r.as_json() for r in harder]},  # fmt: skip
          lambda: typer.echo(
              f"{len(held_out)} held-out {source} (trained on {len(train_set)})\n\n"
              + accuracy_table(results) + "\n\n"
              + "\n\n".join(f"{r.provider} ({r.version}):\n" + confusion_table(r)
-                           for r in results) + _recorded_table(recorded)))  # fmt: skip
+                           for r in results) + extra + _recorded_table(recorded)))  # fmt: skip
 
 
 def _recorded_table(recorded: dict[str, dict[str, float | int]]) -> str:

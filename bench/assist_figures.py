@@ -1,5 +1,5 @@
 """The assisted-response figures (issue 14): triage accuracy per playbook on held-out generated
-cases with a known answer (the local model, and the chat provider against the sandbox's
+cases with a known answer and on hand-written ones (``assist/cases.py``) (the local model, and the chat provider against the sandbox's
 emulator when ``--chat`` is given and the emulator is up), and how long `incident plan` takes per
 shipped playbook (wall time: the server's start once, then each plan).
 
@@ -15,6 +15,7 @@ import asyncio
 import statistics
 import time
 
+from assist.cases import hand_written
 from assist.evaluate import accuracy_table, confusion_table, evaluate
 from assist.model import train
 from assist.providers import LocalProvider, installed_playbooks, provider_for
@@ -27,13 +28,17 @@ from stack.plan import plans
 def accuracy(chat: bool) -> str:
     train_set, held_out = split(generated())
     playbooks = installed_playbooks()
-    results = [evaluate(LocalProvider(train(train_set)), held_out, playbooks)]
-    if chat:
-        results.append(evaluate(provider_for("chat"), held_out, playbooks))
-    return (f"## Triage accuracy: {len(held_out)} held-out generated cases (trained on "
-            f"{len(train_set)})\n\n" + accuracy_table(results) + "\n\n"
-            + "\n\n".join(f"{r.provider} ({r.version}):\n\n" + confusion_table(r)
-                          for r in results))  # fmt: skip
+    providers = [LocalProvider(train(train_set)), *([provider_for("chat")] if chat else [])]
+    out = []
+    for title, cases in ((f"{len(held_out)} held-out generated cases (trained on "
+                          f"{len(train_set)})", held_out),
+                         ("40 hand-written cases, worded unlike the generator's (never trained "
+                          "on)", hand_written())):  # fmt: skip
+        results = [evaluate(p, cases, playbooks) for p in providers]
+        out.append(f"## Triage accuracy: {title}\n\n" + accuracy_table(results) + "\n\n"
+                   + "\n\n".join(f"{r.provider} ({r.version}):\n\n" + confusion_table(r)
+                                 for r in results))  # fmt: skip
+    return "\n\n".join(out)
 
 
 def plan_timings(runs: int) -> str:

@@ -46,6 +46,19 @@ def test_known_answer_accuracy_on_held_out_cases(held_out_model):
     assert "| emergency-disclosure | 15 |" in table and "**all**" in table
 
 
+def test_accuracy_on_hand_written_cases_worded_unlike_the_generator(held_out_model):
+    """The seed model learnt the generator's wording: on cases written otherwise it does far
+    worse (the figure in the report). Its suggestions are a start, not an answer: the team
+    retrains from its own closed incidents and measures again."""
+    from assist.cases import hand_written
+
+    model, _ = held_out_model
+    cases = hand_written()
+    assert len(cases) == 40 and {c.playbook for c in cases} == set(PLAYBOOKS)
+    result = evaluate(LocalProvider(model), cases, PLAYBOOKS)
+    assert 0.5 <= result.accuracy() < 0.95  # deterministic: 57.5 % with the seed split
+
+
 def test_a_suggestion_explains_itself_with_words_from_the_case(held_out_model):
     model, _ = held_out_model
     text = ("Emergency request from Springfield PD (det.41@police.gov): kidnapping in progress, "
