@@ -12,15 +12,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api import authz
-from api.bodies import SuggestBody
+from api.bodies import SuggestBody, TriageBody
 from api.errors import NotVisible
-from api.routes import Caller
+from api.routes import Caller, _role, _visible, client_of
 from assist.chat import ChatError, ChatProvider
 from assist.providers import installed_playbooks, provider_for
-from assist.recording import SuggestionUnavailable, budget, suggest_within
+from assist.recording import SuggestionUnavailable, budget, suggest_within, triage_note
 from assist.summary import Handover, UnknownIncident, checked_rewrite, handover
+from identity.signing import signed
+from incidents import actions
 from records.tables import IncidentRecord, records_engine
 from settings import Settings
+from workflows.assisted import TriageRequest
+from workflows.incident import IncidentWorkflow
 
 router = APIRouter()
 
@@ -47,6 +51,29 @@ def _recorded_playbook(incident_id: str, url: str) -> str | None:
     with Session(records_engine(url)) as s:
         record = s.get(IncidentRecord, incident_id)
     return record.playbook if record else None
+
+
+@router.post("/incidents/{incident_id}/triage")
+async def record_triage(incident_id: str, body: TriageBody, request: Request, who: Caller) -> Any:
+    """A suggestion for the open incident's summary, recorded with the caller's choice (signed,
+    like every commander action); the timeline entry it recorded."""
+    authz.check(who, "triage")
+    status = await _visible(request, who, incident_id)
+    settings: Settings = request.app.state.settings
+    if body.provider == "chat" and not settings.assist_chat_url:
+        return JSONResponse({"error": "invalid_request", "field": "provider", "message":
+                             "provider: chat needs CR_ASSIST_CHAT_URL; use local"}, 422)  # fmt: skip
+    role = _role(who, "triage", body.role)
+    note = await triage_note(settings, body.provider, status.summary, playbook=status.playbook,
+                             severity=body.severity or status.severity, by=who.person)  # fmt: skip
+    if note is None:
+        return JSONResponse({"error": "unavailable", "message": f"{body.provider} gave no "
+                             "suggestion in time; nothing was recorded"}, 503)  # fmt: skip
+    message = signed(request.app.state.keys, status, "record_triage",
+                     TriageRequest(actor=who.person, role=role, note=note))  # fmt: skip
+    return await actions.handle(client_of(request), incident_id).execute_update(
+        IncidentWorkflow.record_triage, message
+    )
 
 
 @router.get("/incidents/{incident_id}/summary")

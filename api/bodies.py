@@ -39,6 +39,15 @@ class SuggestBody(Body):
     provider: Literal["local", "chat"] = "local"
 
 
+class TriageBody(Body):
+    """Record a suggestion for an open incident's summary and the caller's choice of severity
+    (``POST /incidents/{id}/triage``; default: the incident's severity as it stands)."""
+
+    provider: Literal["local", "chat"] = "local"
+    severity: Severity | None = None
+    role: Role | None = None
+
+
 class ActionBody(Body):
     to: Name | None = None
     severity: Severity | None = None

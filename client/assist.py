@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import typer
 
-from api.bodies import OpenBody, SuggestBody
+from api.bodies import OpenBody, SuggestBody, TriageBody
 from client.http import Api, body
 from terminal import CliError, JsonOpt, emit, out, pairs, printable
 
@@ -50,6 +50,15 @@ def suggest(
     severity: Annotated[str | None, typer.Option(help="With --open: your severity.")] = None,
     field: Annotated[list[str], typer.Option("--field", help="With --open: key=value.")] = [],  # noqa: B006
     incident_id: Annotated[str | None, typer.Option("--id", help="With --open: its id.")] = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="With --incident: record the "
+            "suggestion and your choice (--severity, default the "
+            "incident's) in its timeline.",
+        ),
+    ] = False,  # fmt: skip
     as_json: JsonOpt = False,
 ) -> None:
     """Suggest a playbook, severity and fields, each with a confidence and the words that led to
@@ -58,7 +67,16 @@ def suggest(
         raise typer.BadParameter("give --text or --incident (one of them)", param_hint="--text")
     if open_ and incident is not None:
         raise typer.BadParameter("--open opens a new incident: give --text", param_hint="--open")
+    if record and incident is None:
+        raise typer.BadParameter("--record records on an open incident: give --incident",
+                                 param_hint="--record")  # fmt: skip
     api = Api()
+    if record:
+        assert incident is not None
+        choice = body(TriageBody, provider=provider, severity=severity)
+        entry = api.post("/incidents/" + quote(incident, safe="") + "/triage", choice)
+        emit(as_json, entry, lambda: out.print(printable(entry["detail"]), markup=False))
+        return
     if incident is not None:
         text = str(api.get("/incidents/" + quote(incident, safe=""))["summary"])
     assert text is not None

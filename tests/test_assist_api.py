@@ -120,3 +120,24 @@ async def test_a_summary_rewritten_by_the_chat_endpoint_keeps_the_records_facts(
         assert r.json()["text"] == plain["text"] and plain["source"] == "records"
         requests = state_of_sandbox(sandbox_server)["openai"]["requests"]
         assert requests and "handover" in requests[-1]["messages"][0]["content"]
+
+
+async def test_a_suggestion_recorded_on_an_open_incident_with_the_commanders_choice(
+    live, secrets, h
+):
+    iid = f"TR-{uuid.uuid4().hex[:6]}"
+    fields = {"requester_agency": "Springfield PD", "requester_email": "det.12@police.gov",
+              "account_id": "acct-1234567"}  # fmt: skip
+    body = {"playbook": "emergency-disclosure", "summary": CASE, "fields": fields, "id": iid}
+    assert (await live.post("/incidents", json=body, headers=bearer(secrets["casey"]))).is_success
+    h.handles.append(handle(h.client, iid))
+    r = await live.post(f"/incidents/{iid}/triage", json={"severity": "sev1"},
+                        headers=bearer(secrets["audra"]))  # fmt: skip
+    assert r.status_code == 403
+    r = await live.post(f"/incidents/{iid}/triage", json={"severity": "sev1"},
+                        headers=bearer(secrets["casey"]))  # fmt: skip
+    assert r.status_code == 200, r.text
+    entry = r.json()
+    assert entry["kind"] == "triage" and entry["actor"] == "casey"
+    assert entry["data"]["chosen_severity"] == "sev1" and entry["data"]["accepted"] == "no"
+    assert entry["data"]["suggested_playbook"] == "emergency-disclosure"

@@ -41,3 +41,28 @@ async def test_a_note_that_is_not_the_incident_is_refused_and_the_incident_runs(
     refused = one(tl, "message_refused")
     assert refused.data["code"] == "invalid_triage" and "other" in refused.detail
     assert not [e for e in tl if e.kind == "triage"]
+
+
+async def test_a_triage_on_an_open_incident_is_validated_before_it_reaches_history(h):
+    from tests.engine_support import refusal
+    from workflows.assisted import TriageRequest
+    from workflows.incident import IncidentWorkflow
+
+    pb = playbook([{"id": "w", "kind": "wait_for", "event": "done"}])
+    handle = await h.open(incident_input(pb))
+    await wait_for_timeline(handle, has("step_started", "w"))
+    bad = TriageRequest(actor="alice", note=note(chosen_playbook="other"))
+    assert await refusal(handle.execute_update(IncidentWorkflow.record_triage, bad)) == (
+        "invalid_triage"
+    )
+    forged = TriageRequest(actor="mallory", note=note())  # a choice in someone else's name
+    assert await refusal(handle.execute_update(IncidentWorkflow.record_triage, forged)) == (
+        "invalid_triage"
+    )
+    entry = await handle.execute_update(IncidentWorkflow.record_triage,
+                                        TriageRequest(actor="alice", note=note()))  # fmt: skip
+    assert entry.kind == "triage" and entry.data["chosen_severity"] == "sev1"
+    tl = await handle.query(IncidentWorkflow.timeline)
+    assert [e.kind for e in tl].count("triage") == 1 and "message_refused" not in [
+        e.kind for e in tl
+    ]

@@ -19,7 +19,8 @@ from temporalio.common import RawValue
 from temporalio.converter import PayloadConverter
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.linked import IncidentLinks, LinkedState
+    from workflows.assisted import IncidentAssisted
+    from workflows.linked import LinkedState
     from workflows.models import ApprovalRequest, ExternalEvent
     from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_LINKED, SIGNAL_REJECT
     from workflows.signatures import SIGNAL_ACTIONS
@@ -37,7 +38,7 @@ class MessageRefused(Exception):
     """A signal that cannot be acted on; the message says why, in one line."""
 
 
-class IncidentSignals(IncidentLinks):
+class IncidentSignals(IncidentAssisted):
     """The one signal handler of ``IncidentWorkflow``: decode, refuse or dispatch."""
 
     @workflow.signal(dynamic=True)
