@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Replayer
 
 from activities.linked import open_linked
+from connection import DATA_CONVERTER
 from incidents.listing import list_incidents
 from tests.engine_support import (
     commander,
@@ -107,6 +109,10 @@ async def test_a_child_outlives_its_parent(hl):
     history = [e async for e in child.fetch_history_events()]
     assert any(e.HasField("signal_external_workflow_execution_failed_event_attributes")
                for e in history)  # the parent was gone; the child closed all the same  # fmt: skip
+    # Both histories replay with today's code (the new step kind, signal and patch included).
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=DATA_CONVERTER)
+    for wf in (parent, child):
+        await replayer.replay_workflow(await wf.fetch_history())
 
 
 async def test_news_of_an_incident_never_opened_is_refused_and_recorded(hl):
