@@ -101,12 +101,24 @@ def suggest(
 
 
 @assist_client_app.command("summary")
-def summary(incident_id: str, as_json: JsonOpt = False) -> None:
+def summary(
+    incident_id: str,
+    rewrite: Annotated[
+        bool,
+        typer.Option(
+            "--rewrite", help="Reworded by the chat endpoint, kept only if it adds no fact."
+        ),
+    ] = False,  # fmt: skip
+    as_json: JsonOpt = False,
+) -> None:
     """A short handover for the next shift, from the records: state, what waits on whom, the
     nearest deadlines, open risks."""
-    answer = Api().get("/incidents/" + quote(incident_id, safe="") + "/summary")
+    answer = Api().get("/incidents/" + quote(incident_id, safe="") + "/summary", rewrite=rewrite)
 
     def human() -> None:
+        if answer.get("source") == "chat":
+            out.print(printable(answer["text"]), markup=False)
+            return
         for sentence in answer["sentences"]:
             out.print(printable(sentence["text"]), markup=False)
 

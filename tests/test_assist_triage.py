@@ -151,3 +151,26 @@ def test_triage_train_needs_enough_closed_incidents(capsys):
     assert starter.run(["triage-train"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "0 readable closed incidents" in err
+
+
+@pytest.mark.usefixtures(records_url.__name__)
+def test_retrained_from_closed_incidents_versioned_and_evaluated(capsys, tmp_path, monkeypatch):
+    import json
+
+    import starter
+    from settings import get_settings
+
+    monkeypatch.setenv("CR_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    cases = generated(4)
+    for n, ex in enumerate(cases):
+        _close(f"tr-{n}", ex.playbook, ex.severity, ex.text)
+    assert starter.run(["triage-train", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["trained_on"] == len(cases) and len(trained["playbooks"]) == 8
+    assert store.current_version(tmp_path) == trained["version"]
+    assert LocalProvider(data_dir=tmp_path).model.version == trained["version"]
+    assert starter.run(["triage-eval", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == "closed incidents" and report["held_out"] == 8
+    assert report["providers"][0]["cases"] == 8 and report["recorded"] == {}
