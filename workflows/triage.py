@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from workflows.limits import Name
-
-LABEL_MAX = 100
-WORDS_MAX = 8
+from workflows.limits import LABEL_MAX, Fields, Name
+from workflows.limits import TRIAGE_WORDS_MAX as WORDS_MAX
 
 
 class TriageNote(BaseModel):
@@ -29,7 +27,7 @@ class TriageNote(BaseModel):
     suggested_severity: str = Field(max_length=LABEL_MAX)
     severity_confidence: float = Field(ge=0.0, le=1.0)
     words: list[str] = Field(default_factory=list, max_length=WORDS_MAX)
-    suggested_fields: dict[str, str] = Field(default_factory=dict, max_length=50)
+    suggested_fields: Fields = Field(default_factory=dict)
     chosen_playbook: str = Field(max_length=LABEL_MAX)
     chosen_severity: str = Field(max_length=LABEL_MAX)
     chosen_by: Name
