@@ -180,17 +180,31 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
     closed = await asyncio.to_thread(_closed_in_records, inp.incident_id)
     if closed is not None:
         raise IncidentClosed(inp.incident_id, closed)
-    try:
-        handle = await client.start_workflow(
+
+    async def start(attributes: TypedSearchAttributes) -> Any:
+        return await client.start_workflow(
             IncidentWorkflow.run,
             inp,
             id=workflow_id,
             task_queue=task_queue,
-            search_attributes=search_attributes(inp),
+            search_attributes=attributes,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_timeout=_task_timeout(),
         )
+
+    try:
+        try:
+            handle = await start(search_attributes(inp))
+        except RPCError as err:
+            # A server that does not know IncidentParent yet (`incident up` registers it; a
+            # cluster's operator adds it): the link still lives in the input, status and
+            # timeline, only list's "opened by" column is empty.
+            if not inp.parent_incident_id or SA_PARENT.name not in err.message:
+                raise
+            handle = await start(
+                search_attributes(inp.model_copy(update={"parent_incident_id": None}))
+            )
         return OpenResult(
             inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
         )

@@ -145,3 +145,31 @@ def test_lint_the_open_incident_step(tmp_path):
     opened = [s.playbook for pb in shipped.values() for s in pb.iter_steps()  # type: ignore[union-attr]
               if s.kind == "open_incident"]  # fmt: skip
     assert opened == ["preservation"] and set(opened) <= set(shipped)
+
+
+async def test_a_server_without_the_parent_search_attribute_still_opens_the_child():
+    """A cluster whose operator has not added IncidentParent yet: the child opens without it
+    (the link lives on in its input, status and timeline)."""
+    from types import SimpleNamespace
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from incidents.service import start_incident
+    from workflows.names import SA_PARENT
+
+    calls: list[Any] = []
+
+    class Client:
+        async def start_workflow(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs["search_attributes"])
+            if any(p.key.name == SA_PARENT.name for p in kwargs["search_attributes"]):
+                raise RPCError("Namespace default has no mapping defined for search attribute "
+                               "IncidentParent", RPCStatusCode.INVALID_ARGUMENT, b"")  # fmt: skip
+            return SimpleNamespace(result_run_id="run-1")
+
+    inp = incident_input(playbook(STEPS), incident_id=f"PA-{uuid.uuid4().hex[:6]}--x",
+                         parent_incident_id="PA-1")  # fmt: skip
+    result = await start_incident(Client(), inp, "q")  # type: ignore[arg-type]
+    assert result.created and len(calls) == 2
+    assert {p.key.name for p in calls[1]} == {"IncidentSeverity", "IncidentPlaybook",
+                                              "IncidentStatus", "SlaBreached"}  # fmt: skip
