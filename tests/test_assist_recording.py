@@ -66,3 +66,24 @@ async def test_a_triage_on_an_open_incident_is_validated_before_it_reaches_histo
     assert [e.kind for e in tl].count("triage") == 1 and "message_refused" not in [
         e.kind for e in tl
     ]
+
+
+async def test_histories_with_triage_entries_replay(h):
+    """Fresh histories of the new paths (the triage entry at open behind its patch, the
+    record_triage Update) replay with today's code."""
+    from temporalio.worker import Replayer
+
+    from connection import DATA_CONVERTER
+    from tests.engine_support import commander
+    from workflows.assisted import TriageRequest
+    from workflows.incident import IncidentWorkflow
+
+    pb = playbook([{"id": "w", "kind": "wait_for", "event": "done"}])
+    handle = await h.open(incident_input(pb, triage=note()))
+    await wait_for_timeline(handle, has("step_started", "w"))
+    await handle.execute_update(IncidentWorkflow.record_triage,
+                                TriageRequest(actor="alice", note=note()))  # fmt: skip
+    await handle.execute_update(IncidentWorkflow.close, commander(reason="done"))
+    await handle.result()
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(await handle.fetch_history())
