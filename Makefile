@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint house bench bench-report bench-api bench-cli bench-scale chaos record-histories clean
+.PHONY: install run demo test lint house bench bench-report bench-insights bench-api bench-cli bench-scale bench-console chromium chaos record-histories clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,15 +20,22 @@ run: install
 demo: install
 	$(BIN)/incident demo
 
-test: install
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The console's browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download cannot work offline): installed here when missing and we may (root with
+# apt-get); never fails the build, the browser tests then say in their skip reason why.
+chromium:
+	@scripts/install_chromium.sh
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy settings.py starter.py worker.py connection.py terminal.py logs.py \
-		workflows playbooks activities records incidents audit reports intake stack api roster identity client encryption assist
+		workflows playbooks activities records incidents audit reports intake stack api roster identity client encryption \
+		insights console assist
 
 house: install
 	$(BIN)/python scripts/house.py
@@ -42,6 +49,11 @@ bench: install
 # bench/report_results.md; `make bench-report ARGS="--incidents 20000"`.
 bench-report: install
 	$(BIN)/python -m bench.report_scale $(ARGS)
+
+# The team lead's instruments over `make demo`'s records plus 1,000 generated incidents
+# (bench/insights_scale.py): each report timed, bench/insights_results.md written.
+bench-insights: install
+	$(BIN)/python -m bench.insights_scale $(ARGS)
 
 # The latency the HTTP API adds to open and approve: p50, p99, mean, direct vs through the API, on
 # `incident up` (bench/api_latency.py); `make bench-api ARGS="--n 200"`, `ARGS="--json"`.
@@ -57,6 +69,12 @@ bench-scale: install
 # approve on `incident up` and with the API down (bench/cli_latency.py); `ARGS="--n 50"`.
 bench-cli: install
 	$(BIN)/python -m bench.cli_latency $(ARGS)
+
+# The console's incidents page with 1,000 open incidents (p50, p95 load time), and the time from
+# a decision to every open page showing it, on `incident up` (bench/console_load.py);
+# `make bench-console ARGS="--incidents 1000 --pages 5"`.
+bench-console: install
+	$(BIN)/python -m bench.console_load $(ARGS)
 
 # Incidents driven to close while the worker is SIGKILLed, the dev server restarted, vendors fail
 # and malformed messages arrive (bench/chaos.py); `make chaos ARGS="--incidents 80 --kills 10"`.

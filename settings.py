@@ -39,10 +39,17 @@ class Settings(BaseSettings):
     # price is CPU per task, growing with history length (continue-as-new keeps it bounded).
     workflow_cache_size: int = 0
     # A workflow task taken by a worker that then dies is retried elsewhere after this long (the
-    # server's default, 10 s, stalled every incident a killed worker held for 10 s). With no cache
-    # a task replays the incident's history: tens of milliseconds alone, up to ~3.5 s measured with
-    # 40 incidents at once on 2 cores, so 5 s keeps a margin; a task over it is retried, not lost.
-    workflow_task_timeout_seconds: float = Field(default=5.0, ge=1.0, le=60.0)
+    # server's default, 10 s, stalled every incident a killed worker held for 10 s; at 5 s the
+    # chaos harness measured stalls of 5.1-6.5 s, the timeout plus the retry's replay). With no
+    # cache a task replays the incident's history: tens of milliseconds alone, about 1 s at worst
+    # with 30 incidents and the chaos harness on 2 cores since lean bookkeeping; a task over it is
+    # retried, not lost. 3 s keeps incidents moving within 5 s of a kill (`make chaos`).
+    workflow_task_timeout_seconds: float = Field(default=3.0, ge=1.0, le=60.0)
+    # A run continues as new after this many history events (the server suggests it only at
+    # about 4,000), so a worker with no cache replays at most this much in one task: `make bench`
+    # replays about 1,700 events/s on a busy 2-core machine, about 1.2 s for 2,000, within the
+    # task timeout above. A long incident simply has more runs, each archived.
+    continue_as_new_after_events: int = Field(default=2000, ge=200, le=50_000)
     # How many worker processes `incident up` runs: 1 polls inside its own process (beside the API
     # and intake, one GIL for all); N > 1 starts N `python -m worker` processes on the same task
     # queues, so the workflow tasks of many incidents use as many cores (issue 11's scale-out).
@@ -134,6 +141,23 @@ class Settings(BaseSettings):
     intake_port: int = 8788
     api_host: str = "127.0.0.1"
     api_port: int = 8789
+    # --- The web console (served by the API under /console) ----------------------------------
+    # OpenID Connect sign-in (authlib): the issuer's URL, this console's client id and secret;
+    # unset, only local accounts (`incident people password HANDLE`) sign in.
+    oidc_issuer: str | None = None
+    oidc_client_id: SecretStr | None = None
+    oidc_client_secret: SecretStr | None = None
+    # The console's public address (the OIDC redirect); unset: the address the request came to.
+    console_url: str | None = None
+    console_session_hours: float = 12.0
+    # The Temporal Web UI the incident page links to (unset: the embedded one on CR_UI_PORT).
+    temporal_ui_url: str | None = None
+    # How often the console's live stream looks for changed incidents (seconds).
+    console_poll_seconds: float = 1.0
+    # Prometheus metrics of a worker process (``insights/metrics.py``): served on this port when
+    # set (CR_WORKER_METRICS_PORT, e.g. 9464); off by default. The API serves /metrics itself.
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
     # --- The `incident` command as a client of the API --------------------------------------
     # Where the CLI finds the API (unset: the embedded stack's, http://CR_API_HOST:CR_API_PORT).
     api_url: str | None = None

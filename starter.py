@@ -49,6 +49,7 @@ def operator_commands() -> dict[str, Command]:
     from audit.cli import audit_app
     from incidents.doctor import doctor_app
     from incidents.purge import purge_app
+    from insights.cli import insights_app
     from playbooks.cli import playbooks_app
     from reports.cli import reports_app, schedule_app
     from roster.cli import oncall_app, people_app, roster_app, token_app
@@ -59,6 +60,7 @@ def operator_commands() -> dict[str, Command]:
     rooms.add_typer(purge_app)
     rooms.add_typer(playbooks_app)
     rooms.add_typer(reports_app)
+    rooms.add_typer(insights_app)
     rooms.add_typer(audit_app, name="audit")
     rooms.add_typer(schedule_app, name="schedule")
     rooms.add_typer(people_app, name="people")

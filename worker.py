@@ -20,15 +20,23 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import logs
 from activities import linked, notify, on_call, records, salesforce
+from activities.metrics import ActivityMetrics
 from connection import connect, exit_process
 from datadir import private_umask, secure_dir
 from settings import Settings, get_settings
 from workflows.archive import ArchiveIncidentWorkflow
+from workflows.coverage_check import CoverageCheckWorkflow
 from workflows.daily_report import DailyReportWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 
-WORKFLOWS = [IncidentWorkflow, ArchiveIncidentWorkflow, DailyReportWorkflow, ReconcileWorkflow]
+WORKFLOWS = [
+    IncidentWorkflow,
+    ArchiveIncidentWorkflow,
+    DailyReportWorkflow,
+    ReconcileWorkflow,
+    CoverageCheckWorkflow,
+]
 # The main queue's activities: notifications, records, and the roster's on-call answer.
 ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES, *linked.ACTIVITIES]
 
@@ -67,14 +75,36 @@ def workflow_worker_options(settings: Settings) -> dict[str, Any]:
 def build_workers(client: Client, settings: Settings) -> list[Worker]:
     """The main worker (workflows, notifications, records, the roster's on-call answer) and the
     Salesforce worker."""
+    interceptors = [ActivityMetrics()]  # failed attempts by vendor, for the metrics port
     main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=ACTIVITIES,  # type: ignore[arg-type]
+        interceptors=interceptors,
         **workflow_worker_options(settings),
     )
-    return [main, Worker(client, **salesforce.salesforce_worker_options(settings))]
+    sf = Worker(client, interceptors=interceptors, **salesforce.salesforce_worker_options(settings))
+    return [main, sf]
+
+
+def serve_metrics(settings: Settings) -> bool:
+    """Serve the worker's Prometheus metrics (its own and the records') when a port is set."""
+    if settings.worker_metrics_port is None or _metrics_served:
+        return False
+    from prometheus_client import start_http_server
+
+    from insights.metrics import WORKER_REGISTRY, RecordsCollector
+
+    WORKER_REGISTRY.register(RecordsCollector(settings.effective_database_url))
+    start_http_server(
+        settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=WORKER_REGISTRY
+    )
+    _metrics_served.append(settings.worker_metrics_port)
+    return True
+
+
+_metrics_served: list[int] = []  # one metrics server per process
 
 
 async def run_workers(
@@ -83,6 +113,8 @@ async def run_workers(
     """Poll until ``stop`` is set, then shut down gracefully."""
     client = client or await connect(settings)
     workers = build_workers(client, settings)
+    if serve_metrics(settings):
+        logs.structlog.get_logger().info("worker metrics", port=settings.worker_metrics_port)
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)

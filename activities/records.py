@@ -16,18 +16,22 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.heartbeat import heartbeats
 from activities.safe_errors import private_failures
+from insights.coverage import build_coverage, gap_summary
+from insights.metrics import observe_batch
 from playbooks.schema import parse_duration
 from records.archive import archive_chain
 from records.chain import write_batch
 from records.reconcile import reconcile_open
 from reports.report import build_report, summary_text
 from workflows.archive import ArchiveRequest, ArchiveResult
+from workflows.coverage_check import CoverageCheckRequest
 from workflows.daily_report import DailyReportRequest
 from workflows.models import RecordBatch
 from workflows.names import (
     ARCHIVE_ACTIVITY,
     ARCHIVE_START_ACTIVITY,
     ARCHIVE_WORKFLOW,
+    COVERAGE_GAPS_ACTIVITY,
     RECONCILE_ACTIVITY,
     RECORDS_ACTIVITY,
     REPORT_SUMMARY_ACTIVITY,
@@ -44,6 +48,7 @@ async def append(batch: RecordBatch) -> dict[str, Any]:
     the history, so it answers with the entries too: the marker that records its result keeps the
     timeline in the history, rebuilt from there alone by ``audit/replay.py``."""
     result: dict[str, Any] = dict(await asyncio.to_thread(write_batch, batch))
+    observe_batch(batch, result["written"])  # decision latency, for the worker's metrics
     if activity.in_activity() and activity.info().is_local:
         result["entries"] = [e.model_dump(mode="json") for e in batch.entries]
     return result
@@ -98,4 +103,16 @@ async def reconcile() -> list[str]:
     return [f"{r.incident_id}: {r.status}" for r in done]
 
 
-ACTIVITIES = [append, archive_history, start_archive, report_summary, reconcile]
+@activity.defn(name=COVERAGE_GAPS_ACTIVITY)
+@heartbeats
+async def coverage_gaps(request: CoverageCheckRequest) -> str:
+    """The coverage gaps of the next 24 hours as a page's text; "" when there is none."""
+
+    def compute() -> str:
+        coverage = build_coverage(request.timezone, hours=24, lookback=request.lookback_weeks)
+        return gap_summary(coverage)
+
+    return await asyncio.to_thread(compute)
+
+
+ACTIVITIES = [append, archive_history, start_archive, report_summary, reconcile, coverage_gaps]

@@ -110,6 +110,7 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("GET", "/incidents/{incident_id}/export", "export"),
     ("POST", "/incidents/{incident_id}/purge", "purge"),
     ("GET", "/reports/sla", "report"),
+    ("GET", "/metrics", "report"),
     ("GET", "/oncall/{role}", "oncall"),
     ("GET", "/people", "roster_admin"),
     ("POST", "/people", "roster_admin"),

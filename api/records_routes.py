@@ -80,6 +80,21 @@ async def purge(incident_id: str, body: PurgeBody, request: Request, who: Caller
 # --- the team lead's report --------------------------------------------------------------------
 
 
+@router.get("/metrics", response_model=None)
+async def metrics(request: Request, who: Caller) -> PlainTextResponse:
+    """Prometheus metrics from the records (``insights/metrics.py``), for a token that may read
+    the SLA report; restricted playbooks the caller may not see are left out."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from insights.metrics import RecordsCollector
+
+    authz.check(who, "report")
+    registry = CollectorRegistry()
+    registry.register(RecordsCollector(_url(request), lambda p: authz.may_see(who, p)))
+    body = await asyncio.to_thread(generate_latest, registry)
+    return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/reports/sla", response_model=None)
 async def sla_report(
     request: Request,

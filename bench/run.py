@@ -70,17 +70,22 @@ BENCH_PLAYBOOK = Playbook.model_validate({
 })  # fmt: skip
 
 
-EXPLANATION = """Why the engine is slower than the plain workflow (profiled with py-spy and by
-counting history events): the ratio follows the work, not interpreter overhead. Per incident the
-engine also (1) mirrors its timeline into the records database for the audit trail (batched: one
-`records.append` per stretch of automated steps, carrying a state snapshot, which is most of the
-extra history bytes), (2) posts the "decision needed" notification when the approval opens,
-(3) keeps four search attributes current and (4) starts the archiver child at close. Each of those
-is a workflow task or activity round trip on the dev server's single SQLite writer, and the worker
-shares the 2 cores with that server and with the load generator. The extra sandbox cost of a
-larger workflow module (re-imported per run) showed as about 6% of samples. The plain workflow
-does none of this, so it is a lower bound rather than a like-for-like baseline; what the team
-cares about, the latency to the first step, is measured separately (see the closing note)."""
+EXPLANATION = """Why the engine still does about 2.5x the CPU of the plain workflow per incident
+(profiled with py-spy over `make bench`, and by counting history events). Since lean bookkeeping
+(`workflow.patched("lean-bookkeeping")`) the server round trips are nearly those of the plain
+workflow: the records batches, the roster's on-call answer, the engine's notifications and the
+archive start run as local activities (a marker each, no task of their own), a batch carries the
+projection's fields instead of a state snapshot, and search attributes set at start are not
+upserted again. What remains is work the plain workflow does not do at all: of the worker
+process's busy samples about a quarter are the audit trail itself (`records/chain.py`: the
+hash-chained audit rows, the projection and SLA outcomes in one SQLite transaction, and a signed
+checkpoint appended after every batch), a third are workflow activations (the SDK's payload
+visitors and per-payload serialization context, the sandbox, pydantic models of a state that holds
+the whole playbook) and the rest activity plumbing, the archive (the closed run's history fetched
+and stored) and the load generator. The dev server's extra CPU follows the bytes: the incident's
+input carries its playbook snapshot, each marker echoes the timeline entries it recorded (so the
+timeline rebuilds from the history alone), and sealed payloads are larger. On a machine where the
+worker, the server and the load generator share 2 cores, that CPU is the throughput."""
 
 
 NEXT_STEP: dict[str, float] = {}  # workflow id -> when the step after the approval started
@@ -315,7 +320,8 @@ async def main_async() -> None:
             ):  # fmt: skip
                 queue = f"bench-{uuid.uuid4().hex[:6]}"
                 # The engine runs in the project's sandbox (worker.workflow_runner), with the
-                # SDK's default workflow cache on both sides (see EXPLANATION).
+                # SDK's default workflow cache on both sides: the engine's local calls need one
+                # (settings.workflow_cache_size says why the project's workers default to none).
                 sandbox = workflow_runner() if "engine" in label else SandboxedWorkflowRunner()
                 workers = [Worker(client, task_queue=q, workflows=w, activities=activities,
                                   workflow_runner=sandbox)

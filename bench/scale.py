@@ -50,6 +50,8 @@ from stack.devserver import (
     wait_for_client,
 )
 
+RESULTS = Path(__file__).with_name("scale_results.md")
+
 PLAYBOOK = """name: scale
 version: 1
 title: Scale benchmark
@@ -74,6 +76,7 @@ class Figures:
     workers: int
     timer_s: float
     opened_per_s: float
+    first_steps_per_s: float
     open_to_first_step_p50_s: float | None
     open_to_first_step_p99_s: float | None
     timer_lateness_p50_s: float | None
@@ -90,6 +93,16 @@ def pct(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def uptake(times: dict[str, dict[str, datetime]], asked_at: dict[str, datetime]) -> float:
+    """New incidents the workers took up per second: first steps started, from the first open
+    asked to the last first step (the opening rate when the workers keep up, less when not)."""
+    started = [t["hold_started"] for t in times.values() if "hold_started" in t]
+    if not started or not asked_at:
+        return 0.0
+    span = (max(started) - min(asked_at.values())).total_seconds()
+    return len(started) / max(span, 1e-3)
 
 
 def rss_mb(pid: int) -> float:
@@ -134,6 +147,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Figures:
         "CR_DATA_DIR": str(tmp), "CR_DATABASE_URL": f"sqlite:///{tmp / 'records.db'}",
         "CR_PLAYBOOKS_DIR": str(playbooks), "CR_TASK_QUEUE": f"scale-{uuid.uuid4().hex[:6]}",
         "CR_SANDBOX_PORT": str(free_port()), "CR_SANDBOX_STATE_FILE": ":memory:",
+        "CR_WORKFLOW_CACHE_SIZE": str(args.cache),  # workers, and the opener's local_calls
     }  # fmt: skip
     os.environ.update(env)
     get_settings.cache_clear()
@@ -208,6 +222,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Figures:
     return Figures(
         incidents=args.incidents, workers=args.workers, timer_s=args.timer,
         opened_per_s=args.incidents / opened_s,
+        first_steps_per_s=uptake(times, asked_at),
         open_to_first_step_p50_s=pct(first, 0.5), open_to_first_step_p99_s=pct(first, 0.99),
         timer_lateness_p50_s=pct(late, 0.5), timer_lateness_p99_s=pct(late, 0.99),
         timers_measured=len(late), worker_rss_max_mb=max(peak.values(), default=0.0),
@@ -225,9 +240,13 @@ async def open_all(
     for i in range(args.incidents):
         queue.put_nowait(i)
 
+    started = time.monotonic()
+
     async def opener() -> None:
         while not queue.empty():
             i = queue.get_nowait()
+            if args.rate:  # paced: incident i is opened no sooner than i / rate seconds in
+                await asyncio.sleep(max(0.0, started + i / args.rate - time.monotonic()))
             asked[f"{prefix}{i}"] = datetime.now(UTC)
             inp = build_input(playbook="scale", severity="sev2", summary="scale", fields={},
                               incident_id=f"{prefix}{i}", opened_by="bench", settings=settings)  # fmt: skip
@@ -237,33 +256,112 @@ async def open_all(
     return asked
 
 
+def measure_in_child(workers: int) -> Figures:
+    """One run in a process of its own: the payload codec and the records engines a process
+    caches point at its run's data directory, which is gone once the run ends."""
+    argv = [a for a in sys.argv[1:] if a != "--json" and not a.startswith("--workers=")]
+    at = argv.index("--workers") if "--workers" in argv else None
+    if at is not None:
+        del argv[at : at + 2]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scale", *argv, "--workers", str(workers), "--json"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the run with {workers} worker(s) failed (exit {done.returncode})")
+    [figures] = json.loads(done.stdout)
+    return Figures(**figures)
+
+
+def measure_with(args: argparse.Namespace, workers: int) -> Figures:
+    """One run with ``workers`` worker processes, on a fresh server and data directory."""
+    args = argparse.Namespace(**{**vars(args), "workers": workers})
+    with tempfile.TemporaryDirectory(prefix="cr-scale-") as tmp:
+        try:
+            return asyncio.run(run(args, Path(tmp)))
+        finally:
+            log = Path(tmp) / "workers.log"
+            if args.keep_log and log.exists():
+                Path(f"{args.keep_log}.{workers}").write_bytes(log.read_bytes())
+
+
+def table(rows: list[Figures], args: argparse.Namespace) -> str:
+    """The scale-out table: one row per worker count, same load."""
+
+    def s(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    cache = f" --cache {args.cache}" if args.cache else ""
+    paced = f", at most {args.rate:g} a second" if args.rate else ""
+    rate = f" --rate {args.rate:g}" if args.rate else ""
+    lines = [
+        "# Scale-out on one machine: 1..N worker processes, one dev server",
+        "",
+        f"Load: {args.incidents} incidents opened {args.concurrency} at a time through the opening "
+        f"service{paced}; each holds a {args.timer:g} s SLA'd timer, then waits on Legal. "
+        f"Workflow cache: {args.cache} workflows per worker (CR_WORKFLOW_CACHE_SIZE; with one, "
+        "the engine's own calls are local activities). Reproduce: `make bench-scale "
+        f'ARGS="--incidents {args.incidents} --timer {args.timer:g}{rate} '
+        f'--workers {args.workers}{cache}"`.',
+        "",
+        "| workers | opened/s | taken up/s | open-to-first-step p50 / p99 (s) "
+        "| timer lateness p50 / p99 (s) | timers measured | worker RSS max (MB) "
+        "| list --open (s) | report (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in rows:
+        lines.append(
+            f"| {f.workers} | {f.opened_per_s:.0f} | {f.first_steps_per_s:.0f} | "
+            f"{s(f.open_to_first_step_p50_s)} / {s(f.open_to_first_step_p99_s)} | "
+            f"{s(f.timer_lateness_p50_s)} / {s(f.timer_lateness_p99_s)} | {f.timers_measured} | "
+            f"{f.worker_rss_max_mb:.0f} | {f.list_open_s:.2f} | {f.report_s:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--incidents", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--workers", default="1",
+                        help="worker processes; a list (1,2,4) runs each and writes a table")  # fmt: skip
     parser.add_argument("--timer", type=float, default=240.0, help="the timer step, seconds")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument(
+        "--rate", type=float, default=0.0,
+        help="open at most this many incidents a second (0: as fast as the opener goes), so "
+        "timers later fire at that rate too, as on a busy day rather than in one burst",
+    )  # fmt: skip
+    parser.add_argument(
         "--drain", type=float, default=600.0, help="seconds to wait after the timer"
     )
+    parser.add_argument(
+        "--cache", type=int, default=0,
+        help="workflows each worker keeps cached (CR_WORKFLOW_CACHE_SIZE; the project's default, "
+        "0, replays every task: see settings.workflow_cache_size)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-log", help="copy the workers' log here")
     args = parser.parse_args()
     code = 0
     try:
-        with tempfile.TemporaryDirectory(prefix="cr-scale-") as tmp:
-            try:
-                figures = asyncio.run(run(args, Path(tmp)))
-            finally:
-                log = Path(tmp) / "workers.log"
-                if args.keep_log and log.exists():
-                    Path(args.keep_log).write_bytes(log.read_bytes())
+        counts = [int(n) for n in str(args.workers).split(",")]
+        if any(n < 1 for n in counts):
+            raise ValueError(f"--workers {args.workers}: expected worker counts of 1 or more")
+        rows = (
+            [measure_with(args, counts[0])]
+            if len(counts) == 1
+            else [measure_in_child(n) for n in counts]
+        )
         if args.json:
-            print(json.dumps(asdict(figures), indent=2))
+            print(json.dumps([asdict(f) for f in rows], indent=2))
         else:
-            for key, value in asdict(figures).items():
-                shown = f"{value:.2f}" if isinstance(value, float) else value
-                print(f"{key:28} {shown}")
+            for figures in rows:
+                for key, value in asdict(figures).items():
+                    shown = f"{value:.2f}" if isinstance(value, float) else value
+                    print(f"{key:28} {shown}")
+        if len(rows) > 1:
+            RESULTS.write_text(table(rows, args))
+            print(f"table written to {RESULTS}", file=sys.stderr)
     except Exception as err:  # noqa: BLE001 - one line
         print(f"bench.scale failed: {err!r}", file=sys.stderr)
         code = 1

@@ -156,6 +156,7 @@ def build_input(
         opened_by=opened_by,
         calendar=calendar_from(settings),
         local_calls=settings.workflow_cache_size > 0,  # local activities need a cached worker
+        continue_as_new_after_events=settings.continue_as_new_after_events,
     )
 
 

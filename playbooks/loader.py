@@ -78,7 +78,7 @@ def content_hash(playbook: Playbook) -> str:
 
     Keys added to the schema later are left out while they hold the value that means "as before"
     (no ``events``, a field's implied ``type`` and default ``max_length``, an SLA ``anchor`` of
-    ``step``, ``on_failure`` of ``halt``), so a playbook that does not use them keeps its hash.
+    ``step``, ``on_failure`` of ``halt``, no handbook text), so a playbook that does not use them keeps its hash.
     """
     data = _as_before(playbook.model_dump(mode="json", by_alias=True))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -105,8 +105,14 @@ def _as_before(value: Any) -> Any:
         del out["anchor"]
     if "steps" in out and "version" in out and out.get("on_failure") == "halt":
         del out["on_failure"]  # the playbook-level default
+    for text in ("purpose", "applies_when") if "steps" in out and "version" in out else ():
+        if out.get(text) == "":
+            del out[text]  # the handbook's texts, when a playbook has none
     if "kind" in out and "id" in out and out.get("on_failure") is None:
         out.pop("on_failure", None)  # a step that follows the playbook
+    for text in ("guidance", "legal_basis") if "kind" in out and "id" in out else ():
+        if out.get(text) == "":
+            del out[text]
     return out
 
 

@@ -204,6 +204,8 @@ class RetrySpec(_Model):
 
 
 FailurePolicy = Literal["halt", "continue", "ask"]
+GUIDANCE_MAX = 4000  # characters of a step's guidance, and of a playbook's purpose or scope
+LEGAL_BASIS_MAX = 300
 
 
 class _StepBase(_Model):
@@ -212,6 +214,10 @@ class _StepBase(_Model):
     owner: str | None = None
     sla: Sla | None = None
     description: str = ""
+    # For people, never read by the interpreter: what to do, and the law the step rests on
+    # (``incident handbook`` renders them with the step's owner and SLA).
+    guidance: str = Field(default="", max_length=GUIDANCE_MAX)
+    legal_basis: str = Field(default="", max_length=LEGAL_BASIS_MAX)
     # What a failure of this step means (default: the playbook's ``on_failure``): ``halt`` the
     # walk, ``continue`` with the next step, or ``ask`` the commander to retry or skip it.
     on_failure: FailurePolicy | None = None
@@ -328,6 +334,9 @@ class Playbook(_Model):
     version: int = Field(ge=1)
     title: str
     description: str = ""
+    # For the handbook: why the playbook exists, and when (and when not) to open it.
+    purpose: str = Field(default="", max_length=GUIDANCE_MAX)
+    applies_when: str = Field(default="", max_length=GUIDANCE_MAX)
     default_severity: Severity = "sev2"
     channel: str = "#tns-critical-response"
     escalation_policy: str = "tns-critical-response"

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlmodel import Session
 
+from records import board
+from records.requests import project_request
 from records.sealed import RESOLUTION, Sealer
 from records.tables import IncidentRecord, SlaOutcome, iso, utc
 from workflows.models import IncidentState, RecordBatch, SlaClock, TimelineEntry
@@ -53,6 +55,8 @@ def project(s: Session, batch: RecordBatch, state: IncidentState, sealer: Sealer
     s.add(record)
     for clock in state.clocks.values():
         _upsert_outcome(s, batch.incident_id, clock)
+    board.upsert(s, batch.incident_id, state)
+    project_request(s, batch.incident_id, batch.playbook, state)
 
 
 def _escalated(state: IncidentState, entries: list[TimelineEntry]) -> bool:

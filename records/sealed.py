@@ -20,9 +20,13 @@ In clear, and why each is safe:
 - kinds and states: ``action`` (the entry's kind), ``sla``, ``status``, ``severity`` and its
   history, the SLA outcomes (scope, kind, state, outcome), ``runs``, ``last_seq``, the flags.
 - times: ``at``, ``due_at``, ``opened_at`` ... and ``playbook``, ``playbook_hash``.
+- ``incident_board`` (``records/board.py``): running step ids, the roles and handles who must
+  act, clock names and times, pending decisions' steps, roles and deciders.
 - ``actor``, ``role``, ``owner``: the responders' handles (roster people, ``system``,
   ``intake:<type>``), never the people in the case; who did what must outlive a purge, and the
   roster keeps the same handles in clear to work at all.
+- ``request_records`` (``records/requests.py``): request type, process type, jurisdiction and
+  outcome (declared choices), how many accounts, times, the notice basis; never a field's text.
 - ``archived_histories``: the manifest holds ids, playbook, counts and hashes; the history's
   payloads are sealed by the codec already (``encryption/codec.py``), failure messages with them.
 - the ``_roster`` and ``_access`` streams (``roster/journal.py``) stay in clear: roster changes and

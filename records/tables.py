@@ -79,6 +79,41 @@ class SlaOutcome(SQLModel, table=True):
     outcome: str  # met / warned / breached / pending, see ``clock_outcome``
 
 
+class IncidentBoard(SQLModel, table=True):
+    """What an incident waits on now, for the console's lists (``records/board.py``): its running
+    steps, who must act, its next deadline and its pending decisions. Ids, roles, handles and
+    times only (``records/sealed.py``)."""
+
+    __tablename__ = "incident_board"
+    incident_id: str = Field(primary_key=True)
+    steps: str = ""  # running step ids, comma-separated
+    must_act: str = ""  # ",role,handle," (commas around each, for a LIKE filter)
+    attention: bool = False
+    next_clock: str | None = None
+    next_due_at: datetime | None = Field(default=None, index=True)
+    next_warn_at: datetime | None = None
+    approvals: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list
+
+
+class RequestRecord(SQLModel, table=True):
+    """The transparency facts of one law-enforcement request or child-safety report, derived by
+    ``records/requests.py`` from the incident's state at each batch: kinds, choices, counts and
+    times only, never what the request named (those fields stay in the sealed timeline)."""
+
+    __tablename__ = "request_records"
+    incident_id: str = Field(primary_key=True)
+    playbook: str
+    request_type: str = Field(index=True)  # emergency_disclosure, preservation, legal_process ...
+    process_type: str | None = None  # legal process: subpoena, court_order, warrant
+    jurisdiction: str  # a declared choice (us, eu, uk, other) or "unknown"
+    outcome: str  # disclosed, partially, rejected, withdrawn, preserved, reported, pending
+    accounts: int = 0  # accounts the request (or report) named
+    opened_at: datetime = Field(index=True)
+    responded_at: datetime | None = None  # the answer: data produced, preserved, or rejected
+    notice_basis: str | None = None  # user notice delayed under: ndo, emergency, legal_bar
+    report_sent_at: datetime | None = None  # child safety: the CyberTipline report submitted
+
+
 class AuditRow(SQLModel, table=True):
     """One timeline entry, forever; ``id`` is its dense position in the whole log."""
 
@@ -134,7 +169,16 @@ class ArchivedRun(SQLModel, table=True):
 
 TABLES = [
     SQLModel.metadata.tables[str(t.__tablename__)]
-    for t in (RecordsMeta, IncidentRecord, SlaOutcome, AuditRow, AuditHead, ArchivedRun)
+    for t in (
+        RecordsMeta,
+        IncidentRecord,
+        SlaOutcome,
+        IncidentBoard,
+        RequestRecord,
+        AuditRow,
+        AuditHead,
+        ArchivedRun,
+    )
 ]
 _ready: dict[str, Engine] = {}
 

@@ -1,5 +1,5 @@
-"""The team lead's commands: ``incident report``, ``incident schedule daily-report`` and
-``incident schedule reconcile``."""
+"""The team lead's commands: ``incident report``, ``incident schedule daily-report``,
+``incident schedule coverage-check`` and ``incident schedule reconcile``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,12 @@ from reports.report import (
     to_json,
     to_table,
 )
-from reports.schedule import create_daily_schedule, create_reconcile_schedule, reconcile_interval
+from reports.schedule import (
+    create_coverage_schedule,
+    create_daily_schedule,
+    create_reconcile_schedule,
+    reconcile_interval,
+)
 from settings import Settings, get_settings
 from terminal import CliError, run_with_client
 
@@ -118,6 +123,28 @@ def daily_report_command(
             channel=channel or settings.default_slack_channel,
             window=window,
             task_queue=settings.task_queue,
+        )
+    )
+
+
+@schedule_app.command("coverage-check")
+def coverage_check_command(
+    at: str = typer.Option("08:00", help="Local time of day, HH:MM", callback=_check_time_of_day),
+    timezone: str | None = typer.Option(
+        None, help="IANA zone (default: the business timezone)", callback=_check_zone
+    ),
+    policy: str = typer.Option("tns-team-lead", help="The team lead's PagerDuty policy"),
+    lookback: int = typer.Option(8, "--lookback", min=1, max=52, help="Past weeks of demand"),
+) -> None:
+    """Create (or update) the Schedule that pages the team lead about the next 24 hours' gaps."""
+    _install(
+        lambda client, settings: create_coverage_schedule(
+            client,
+            at=at,
+            timezone=timezone or settings.business_timezone,
+            policy=policy,
+            task_queue=settings.task_queue,
+            lookback_weeks=lookback,
         )
     )
 

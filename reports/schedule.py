@@ -1,6 +1,8 @@
 """The Temporal Schedules of critical-response, installed by ``incident schedule ...``.
 
 - ``critical-response-daily-report`` starts ``DailyReportWorkflow`` every morning;
+- ``critical-response-coverage-check`` starts ``CoverageCheckWorkflow`` every morning (the next
+  24 hours' coverage gaps page the team lead);
 - ``critical-response-reconcile`` starts ``ReconcileWorkflow`` every 15 minutes (the sweep that marks
   incidents terminated or deleted out of band).
 
@@ -26,6 +28,8 @@ from temporalio.client import (
 )
 
 from playbooks.schema import format_duration, parse_duration
+from workflows.coverage_check import SCHEDULE_ID as COVERAGE_SCHEDULE_ID
+from workflows.coverage_check import CoverageCheckRequest, CoverageCheckWorkflow
 from workflows.daily_report import SCHEDULE_ID, DailyReportRequest, DailyReportWorkflow
 from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
 from workflows.reconcile import WORKFLOW_ID as RECONCILE_WORKFLOW_ID
@@ -85,6 +89,33 @@ async def create_daily_schedule(
     )
     verb = await install_schedule(client, SCHEDULE_ID, schedule)
     return f"schedule {SCHEDULE_ID} {verb}: every day at {at} {timezone}, posting to {channel}"
+
+
+async def create_coverage_schedule(
+    client: Client, *, at: str, timezone: str, policy: str, task_queue: str, lookback_weeks: int = 8
+) -> str:
+    """Install the daily coverage check's Schedule; returns what was done."""
+    hour, minute = (int(part) for part in at.split(":"))
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            CoverageCheckWorkflow.run,
+            CoverageCheckRequest(policy=policy, timezone=timezone, lookback_weeks=lookback_weeks),
+            id="coverage-check",
+            task_queue=task_queue,
+            execution_timeout=timedelta(hours=1),
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])
+            ],
+            time_zone_name=timezone,
+        ),
+    )
+    verb = await install_schedule(client, COVERAGE_SCHEDULE_ID, schedule)
+    return (
+        f"schedule {COVERAGE_SCHEDULE_ID} {verb}: every day at {at} {timezone}, paging {policy} "
+        "when the next 24 hours have a coverage gap"
+    )
 
 
 async def create_reconcile_schedule(

@@ -18,7 +18,7 @@ import typer
 from datadir import write_output
 from playbooks.durations import parse_duration
 from records.tables import iso
-from roster import service, tokens, yamlfile
+from roster import passwords, service, tokens, yamlfile
 from roster.service import RosterError
 from terminal import CliError, JsonOpt, default_actor, emit, out
 
@@ -113,6 +113,22 @@ def people_deactivate(handle: str = typer.Argument(...)) -> None:
     out.print(f"deactivated {handle}" if changed else f"{handle} was already deactivated")
 
 
+@people_app.command("password")
+def people_password(
+    handle: str = typer.Argument(...),
+    stdin: bool = typer.Option(False, "--stdin", help="Read the password from standard input"),
+) -> None:
+    """Set a person's console password (local accounts; OpenID Connect needs none)."""
+    import sys
+
+    if stdin:
+        secret = sys.stdin.readline().rstrip("\n")
+    else:
+        secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _do(lambda: passwords.set_password(handle, secret, actor=default_actor()))
+    out.print(f"console password set for {handle}")
+
+
 # --- incident roster ---------------------------------------------------------------------------
 
 
@@ -202,6 +218,51 @@ def roster_override(
         )
     )
     out.print(f"override {override.id}: {person} holds {role} from {iso(begin)} to {iso(finish)}")
+
+
+work_app = typer.Typer(help="Declared work: projects, training, leave.", no_args_is_help=True)
+roster_app.add_typer(work_app, name="work")
+
+
+@work_app.command("add")
+def work_add(
+    person: str = typer.Argument(...),
+    kind: str = typer.Option(..., "--kind", help="project, training or leave"),
+    start: str = typer.Option(..., "--from", help="ISO time"),
+    end: str = typer.Option(..., "--to", help="ISO time"),
+    note: str = typer.Option("", "--note", help="What it is (no case details)"),
+) -> None:
+    """Book PERSON on work other than incidents (leave takes them off call in coverage)."""
+    from roster.work import add_work
+
+    begin, finish = _time(start, "--from"), _time(end, "--to")
+    work = _do(lambda: add_work(person, kind, start=begin, end=finish, note=note,
+                                actor=default_actor()))  # fmt: skip
+    out.print(f"declared work {work.id}: {person} on {kind} from {iso(begin)} to {iso(finish)}")
+
+
+@work_app.command("list")
+def work_list(as_json: JsonOpt = False) -> None:
+    """Every declared work entry, by start."""
+    from roster.work import list_work
+
+    rows = list_work()
+
+    def human() -> None:
+        for w in rows:
+            out.print(f"{w.id}  {w.person}  {w.kind}  {iso(w.start)} -> {iso(w.end)}  {w.note}")
+
+    emit(as_json, [w.model_dump(mode="json") for w in rows], human)
+
+
+@work_app.command("remove")
+def work_remove(work_id: int = typer.Argument(...)) -> None:
+    """Remove declared work WORK_ID."""
+    from roster.work import remove_work
+
+    if not remove_work(work_id, actor=default_actor()):
+        raise CliError(f"no declared work {work_id}")
+    out.print(f"removed declared work {work_id}")
 
 
 # --- incident oncall ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The roster's tables in the records database: people, role grants, group members, rotations,
-overrides and API tokens (only a token's SHA-256 hash, never its secret).
+overrides, declared (non-incident) work and API tokens (only a token's SHA-256 hash, never its secret).
 
 Created on first use by ``roster_engine`` (like ``records.tables.records_engine``); written only by
 ``roster/service.py`` and ``roster/tokens.py``, which audit every change in the hash-chained log.
@@ -71,6 +71,20 @@ class Override(SQLModel, table=True):
     created_at: datetime
 
 
+class DeclaredWork(SQLModel, table=True):
+    """``person`` is booked on work other than incidents from ``start`` to ``end``: ``project``,
+    ``training`` or ``leave`` (leave takes them off call: ``insights/coverage.py``)."""
+
+    __tablename__ = "roster_declared_work"
+    id: int | None = Field(default=None, primary_key=True)
+    person: str = Field(index=True)
+    kind: str
+    start: datetime
+    end: datetime
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
 class ApiToken(SQLModel, table=True):
     """A personal (or service-account) API token; ``secret_sha256`` is all that is kept of it."""
 
@@ -86,9 +100,18 @@ class ApiToken(SQLModel, table=True):
     service: bool = False
 
 
+class Password(SQLModel, table=True):
+    """A person's console password (local accounts): only its scrypt hash and salt are kept."""
+
+    __tablename__ = "roster_passwords"
+    person: str = Field(primary_key=True)
+    scrypt: str  # "n$r$p$salt_b64$hash_b64"
+    set_at: datetime
+
+
 TABLES = [
     SQLModel.metadata.tables[str(t.__tablename__)]
-    for t in (Person, RoleGrant, GroupMember, Rotation, Override, ApiToken)
+    for t in (Person, RoleGrant, GroupMember, Rotation, Override, DeclaredWork, ApiToken, Password)
 ]
 _ready: dict[str, Engine] = {}
 

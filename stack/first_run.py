@@ -9,11 +9,12 @@ are imported (`incident roster import`), never made here.
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
 from api.authz import READERS, RESTRICTED_PLAYBOOKS
-from roster import service, tokens
+from roster import passwords, service, tokens
 from settings import Settings
 
 LOCAL_ROLES = tuple(sorted(READERS))  # every role a person can hold, admin included
@@ -47,6 +48,25 @@ def ensure_local_admin(settings: Settings) -> Path | None:
     )  # fmt: skip
     path = token_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return path
+
+
+def ensure_console_password(settings: Settings) -> Path | None:
+    """The local admin's console password file (``<data dir>/local-admin.password``, 0600): made
+    with a random password the first time the local admin has none; None when the local person
+    is not on the roster (a production roster) or has a password set some other way."""
+    url = settings.effective_database_url
+    person = local_person()
+    path = settings.data_dir / "local-admin.password"
+    if path.exists():
+        return path
+    if service.get_person(person, url=url) is None or passwords.has_password(person, url=url):
+        return None
+    secret = secrets.token_urlsafe(18)
+    passwords.set_password(person, secret, actor="incident up", url=url)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")

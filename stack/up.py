@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import logs
-from api.app import build_server as build_api_server
 from connection import connect, exit_process
+from console.app import build_server as build_api_server
 from datadir import private_umask, secure_dir
 from encryption import master
 from intake.app import build_server
@@ -39,7 +39,7 @@ from stack.devserver import (
     stop_process,
     wait_for_client,
 )
-from stack.first_run import ensure_local_admin, local_person
+from stack.first_run import ensure_console_password, ensure_local_admin, local_person
 from worker import run_workers
 
 
@@ -88,6 +88,7 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
         sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
         sandbox.start_in_thread()
     admin_token = await asyncio.to_thread(ensure_local_admin, settings)
+    console_password = await asyncio.to_thread(ensure_console_password, settings)
     new_secret = _intake_secret(settings)
     intake = build_server(settings)
     api = build_api_server(settings)
@@ -109,7 +110,7 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
             break
         await asyncio.sleep(0.1)
     _print_addresses(settings, embedded=embedded, sandbox=sandbox is not None, token=admin_token,
-                     keys=keys, new_secret=new_secret)  # fmt: skip
+                     keys=keys, new_secret=new_secret, console_password=console_password)  # fmt: skip
     try:
         await stop.wait()
     finally:
@@ -160,6 +161,7 @@ def _print_addresses(
     token: Path | None,
     keys: str,
     new_secret: str | None = None,
+    console_password: Path | None = None,
 ) -> None:
     where = secret_file(settings)
     if settings.intake_webhook_secret is not None:
@@ -177,6 +179,10 @@ def _print_addresses(
         signed,
         f"API           http://{settings.api_host}:{settings.api_port} (OpenAPI at /docs)",
         f"              a token for {local_person()} (admin) is in {token}" if token else "",
+        f"Console       {settings.effective_api_url}/console",
+        f"              sign in as {local_person()} with the password in {console_password}"
+        if console_password
+        else "",
         f"Emulators     {settings.sandbox_url}/_sandbox/state" if sandbox else "",
         f"Worker        task queues {settings.task_queue}, {salesforce_queue(settings.task_queue)}"
         + (f" ({settings.worker_processes} processes)" if settings.worker_processes > 1 else ""),

@@ -25,6 +25,12 @@ def test_workflow_code_imports_nothing_above_it():
     assert rooms["playbooks"] <= {"settings", "terminal"}
 
 
+def test_only_the_stack_serves_the_console():
+    """The console sits beside the API; nothing below it may depend on it."""
+    rooms = house.room_graph(house.imports(house.modules()))
+    assert {room for room, uses in rooms.items() if "console" in uses} <= {"stack"}
+
+
 def test_no_module_over_the_size_limit():
     over = [(n, name) for n, name in house.sizes(house.modules()) if n > house.MAX_LINES]
     assert over == []

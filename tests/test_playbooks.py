@@ -151,11 +151,11 @@ EVENTS = {
         "legal_hold_taken": ["snapshot_ref"],
         "preservation_renewed": ["requester_reference"],
     },
-    "emergency-disclosure": {"data_produced": []},
+    "emergency-disclosure": {"data_produced": ["disclosure"]},
     "legal-process": {
         "service_checked": ["return_date", "ndo_expiry", "issuer_email"],
         "user_notified": [],
-        "production_sent": [],
+        "production_sent": ["disclosure"],
     },
     "account-takeover": {
         "safety_plan_made": [],

@@ -538,3 +538,24 @@ def test_make_run_serves_the_api_with_a_token_for_the_local_admin(stack: Stack) 
     cli(stack.env, "token", "revoke", admin["id"])
     refused = httpx.get(f"{api}/incidents", headers=auth, timeout=10)
     assert (refused.status_code, refused.json()["error"]) == (401, "revoked")
+
+
+def test_make_run_serves_the_console_and_prints_how_to_sign_in(stack: Stack) -> None:
+    """`incident up` prints the console's address and where the local admin's first console
+    password is (0600); signing in with it opens the incidents page."""
+    api = f"http://127.0.0.1:{stack.env['CR_API_PORT']}"
+    log = stack.log.read_text()
+    password_file = Path(stack.env["CR_DATA_DIR"]) / "local-admin.password"
+    assert f"Console       {api}/console" in log
+    assert f"sign in as casey.ic with the password in {password_file}" in log
+    assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+    with httpx.Client(base_url=api, timeout=10) as browser:
+        form = browser.get("/console/incidents", follow_redirects=True)
+        assert form.status_code == 200 and 'action="/console/signin"' in form.text
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = browser.post("/console/signin", data={
+            "handle": "casey.ic", "password": password_file.read_text().strip(), "csrf": csrf})  # fmt: skip
+        assert signed.status_code == 303
+        page = browser.get("/console/incidents")
+        assert page.status_code == 200 and "Signed in as <strong>casey.ic</strong>" in page.text
+        assert browser.get("/console/static/vendor/htmx-2.0.11.min.js").status_code == 200

@@ -124,22 +124,7 @@ class IncidentBookkeeping:
         )
 
     def _projected(self) -> IncidentState:
-        """What a records batch carries of the state: only the fields the projection and SLA
-        outcomes read (``records/projection.py``), not steps, fields, nonces or the timeline."""
-        s = self.state
-        return IncidentState(
-            status=s.status,
-            severity=s.severity,
-            severity_history=s.severity_history,
-            owner=s.owner,
-            opened_at=s.opened_at,
-            acknowledged_at=s.acknowledged_at,
-            closed_at=s.closed_at,
-            resolution=s.resolution,
-            clocks=s.clocks,
-            sla_breached=s.sla_breached,
-            runs=s.runs,
-        )
+        return records_view(self.state)
 
     def _finish(self, step: StepModel, status: str, detail: str) -> None:
         st = self.state.steps[step.id]
@@ -230,3 +215,28 @@ class IncidentBookkeeping:
             time_to_acknowledge=ack - self.state.opened_at if ack else None,
             time_to_resolve=closed - self.state.opened_at if closed else None,
         )
+
+
+def records_view(s: IncidentState) -> IncidentState:
+    """What a records batch carries of the state: only what the records read, not nonces, the
+    roster seen or the timeline: the projection and SLA outcomes (``records/projection.py``), and
+    the steps, approvals and fields from which a law-enforcement request's transparency row is
+    derived (``records/requests.py``), and what needs a person (``records/board.py``).
+    ``tests/test_records_view.py`` holds every reader to it."""
+    return IncidentState(
+        fields=s.fields,
+        steps=s.steps,
+        approvals=s.approvals,
+        attention=s.attention,
+        status=s.status,
+        severity=s.severity,
+        severity_history=s.severity_history,
+        owner=s.owner,
+        opened_at=s.opened_at,
+        acknowledged_at=s.acknowledged_at,
+        closed_at=s.closed_at,
+        resolution=s.resolution,
+        clocks=s.clocks,
+        sla_breached=s.sla_breached,
+        runs=s.runs,
+    )

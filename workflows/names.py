@@ -31,6 +31,7 @@ REPORT_SUMMARY_ACTIVITY = "records.report_summary"
 RECONCILE_ACTIVITY = "records.reconcile"  # the sweep for incidents ended out of band
 ON_CALL_ACTIVITY = "roster.on_call"  # who holds a role now (approval requests and pages)
 LINKED_ACTIVITY = "incidents.open_linked"  # an open_incident step opens its child (issue 14)
+COVERAGE_GAPS_ACTIVITY = "records.coverage_gaps"  # the next 24 hours' gaps (daily check)
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 
 # Signals the incident accepts (any other name is refused and recorded; see workflows/signals.py).
