@@ -167,6 +167,15 @@ class Settings(BaseSettings):
     # generated once into <data_dir>/intake-webhook-secret, 0600 (intake/secret.py).
     intake_webhook_secret: SecretStr | None = None
     intake_rules_file: Path | None = None
+    # --- Assisted response (assist/) -----------------------------------------------------------
+    # An OpenAI-compatible chat endpoint for triage suggestions and summary rewrites (unset: the
+    # local model only). Personal data is removed before anything is sent (assist/redact.py).
+    assist_chat_url: str | None = None  # base URL; the sandbox's is <sandbox_url>/openai
+    assist_chat_model: str = "gpt-4o-mini"
+    assist_chat_api_key: SecretStr | None = None
+    assist_chat_timeout_seconds: float = 10.0
+    # How long intake waits for a suggestion before it opens with its routing rules alone.
+    assist_intake_budget_seconds: float = 2.0
 
     @property
     def effective_salesforce_url(self) -> str:

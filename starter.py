@@ -24,6 +24,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 from typer.models import CommandInfo
 
+from client.assist import assist_client_app
 from client.cli import incidents_app
 from client.session import session_app
 from datadir import private_umask
@@ -36,7 +37,7 @@ def _name(info: CommandInfo) -> str:
 
 
 # The API's clients, by command name, in the order `incident --help` lists them first.
-CLIENT_COMMANDS = {_name(info): info for group in (incidents_app, session_app)
+CLIENT_COMMANDS = {_name(info): info for group in (incidents_app, assist_client_app, session_app)
                    for info in group.registered_commands}  # fmt: skip
 
 
@@ -44,6 +45,7 @@ CLIENT_COMMANDS = {_name(info): info for group in (incidents_app, session_app)
 def operator_commands() -> dict[str, Command]:
     """Every command of the rooms that work on Temporal or the records themselves, by name, in
     the order `incident --help` lists them (imported here, on first need; built once)."""
+    from assist.cli import assist_app
     from audit.cli import audit_app
     from incidents.doctor import doctor_app
     from incidents.purge import purge_app
@@ -66,6 +68,7 @@ def operator_commands() -> dict[str, Command]:
     rooms.add_typer(token_app, name="token")
     rooms.add_typer(oncall_app)
     rooms.add_typer(stack_app)
+    rooms.add_typer(assist_app)
     return dict(typer.main.get_group(rooms).commands)
 
 

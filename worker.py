@@ -19,7 +19,7 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import logs
-from activities import notify, on_call, records, salesforce
+from activities import linked, notify, on_call, records, salesforce
 from activities.metrics import ActivityMetrics
 from connection import connect, exit_process
 from datadir import private_umask, secure_dir
@@ -38,7 +38,7 @@ WORKFLOWS = [
     CoverageCheckWorkflow,
 ]
 # The main queue's activities: notifications, records, and the roster's on-call answer.
-ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES]
+ACTIVITIES = [*notify.ACTIVITIES, *records.ACTIVITIES, *on_call.ACTIVITIES, *linked.ACTIVITIES]
 
 STICKY_TIMEOUT = timedelta(seconds=2)
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from api import account, codec_routes, errors, records_routes
+from api import account, assist_routes, codec_routes, errors, records_routes
 from api.authz import Caller
 from api.routes import router
 from connection import connect
@@ -52,6 +52,7 @@ def create_app(
     app.include_router(account.router)
     app.include_router(codec_routes.router)
     app.include_router(records_routes.router)
+    app.include_router(assist_routes.router)
     return app
 
 

@@ -39,6 +39,10 @@ ACTIONS: dict[str, frozenset[str]] = {
     "roster_admin": frozenset({"admin"}),
     # destroying an incident's data keys for good: a privacy and legal decision
     "purge": frozenset({"admin", "privacy", "legal"}),
+    # a triage suggestion for a case's text: the machine suggests, a commander decides
+    "suggest": RESPONDERS | {"intake"},
+    # recording a suggestion and one's choice on an open incident: a commander's act
+    "triage": COMMANDERS,
 }
 
 # playbook -> the group whose members alone may see its incidents
@@ -92,6 +96,9 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("GET", "/incidents", "list"),
     ("GET", "/incidents/{incident_id}", "read"),
     ("GET", "/incidents/{incident_id}/timeline", "read"),
+    ("GET", "/incidents/{incident_id}/summary", "read"),
+    ("POST", "/suggest", "suggest"),
+    ("POST", "/incidents/{incident_id}/triage", "triage"),
     *[
         ("POST", f"/incidents/{{incident_id}}/actions/{a}", a)
         for a in ("ack", "assign", "escalate", "note", "close")

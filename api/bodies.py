@@ -27,12 +27,32 @@ class OpenBody(Body):
     severity: Severity | None = None
     fields: Fields = Field(default_factory=dict)
     id: str | None = Field(default=None, pattern=INCIDENT_ID_PATTERN)
+    # Ask this triage provider about the summary and record its suggestion beside the person's
+    # choice (the playbook and severity above) as the incident's ``triage`` entry (issue 14).
+    triage: Literal["local", "chat"] | None = None
+
+
+class SuggestBody(Body):
+    """A case's text, for a triage suggestion (``POST /suggest``)."""
+
+    text: Text = Field(min_length=1)
+    provider: Literal["local", "chat"] = "local"
+
+
+class TriageBody(Body):
+    """Record a suggestion for an open incident's summary and the caller's choice of severity
+    (``POST /incidents/{id}/triage``; default: the incident's severity as it stands)."""
+
+    provider: Literal["local", "chat"] = "local"
+    severity: Severity | None = None
+    role: Role | None = None
 
 
 class ActionBody(Body):
     to: Name | None = None
     severity: Severity | None = None
     reason: Text = ""
+    confirm: bool = False  # close: even with linked incidents still open
     role: Role | None = None  # among the roles the caller holds; default: the first that may act
 
 

@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import authz
 from api.bodies import ActionBody, DecisionBody, EventBody, OpenBody, ReopenBody, StepBody
 from api.errors import NotVisible, Unauthenticated
+from assist.recording import triage_note
 from identity.signing import signed, trusting
 from incidents import actions, listing
 from incidents.actions import new_request_id
@@ -154,9 +155,14 @@ async def open_incident(body: OpenBody, request: Request, who: Caller) -> JSONRe
         fields=body.fields, incident_id=body.id or new_incident_id(), opened_by=who.person,
         settings=settings,
     )  # fmt: skip
+    note = await triage_note(settings, body.triage, body.summary, playbook=body.playbook,
+                             severity=inp.severity, by=who.person)  # fmt: skip
+    if note is not None:
+        inp = inp.model_copy(update={"triage": note})
     inp = trusting(inp, request.app.state.keys, settings.effective_database_url)
     result = await start_incident(client_of(request), inp, settings.task_queue)
-    return JSONResponse(result.__dict__ | {"ignored_fields": []}, 201 if result.created else 200)
+    answer = result.__dict__ | {"ignored_fields": [], "triage": note.model_dump() if note else None}
+    return JSONResponse(answer, 201 if result.created else 200)
 
 
 @router.get("/incidents")
@@ -206,7 +212,7 @@ async def act(
         await _assignable(request, body.to)
     command = CommanderRequest(
         actor=who.person, role=_role(who, action, body.role), to=body.to,
-        severity=body.severity, reason=body.reason,
+        severity=body.severity, reason=body.reason, confirm=body.confirm,
     )  # fmt: skip
     command = signed(request.app.state.keys, status, UPDATE_NAMES[action], command)
     return await actions.act(client_of(request), incident_id, action, command)

@@ -135,12 +135,16 @@ def close(
     incident_id: str,
     resolution: Annotated[str, typer.Option(help="How it ended.")],
     role: RoleChoice = None,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Close even with linked incidents still open.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Close the incident; steps still running are cancelled and recorded."""
     _commander(
-        incident_id, "close", as_json, reason=resolution, reason_option="--resolution", role=role
-    )
+        incident_id, "close", as_json, reason=resolution, reason_option="--resolution", role=role,
+        confirm=confirm,
+    )  # fmt: skip
 
 
 def _failed_step(incident_id: str, step: str, move: str, as_json: bool, **values: Any) -> None:

@@ -12,6 +12,7 @@ from playbooks.schema import SEVERITIES
 from workflows.names import (
     SA_ATTENTION,
     SA_BREACHED,
+    SA_PARENT,
     SA_PLAYBOOK,
     SA_SEVERITY,
     SA_STATUS,
@@ -31,6 +32,7 @@ class IncidentRow:
     opened_at: str
     needs_attention: bool
     run_started_at: datetime = field(repr=False, compare=False)
+    parent: str | None = None  # the incident that opened this one (a linked incident)
 
     def as_json(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "run_started_at"}
@@ -83,6 +85,7 @@ async def list_incidents(client: Client, query: str, limit: int = 100) -> list[I
             needs_attention=bool(attrs.get(SA_ATTENTION)),
             opened_at=wf.start_time.isoformat(timespec="seconds"),
             run_started_at=wf.start_time,
+            parent=attrs.get(SA_PARENT),
         )
         kept = newest.get(row.incident_id)
         if kept is None or row.run_started_at > kept.run_started_at:

@@ -26,6 +26,10 @@ def print_status(st: IncidentStatus) -> None:
     )
     out.print(f"playbook {st.playbook} v{st.playbook_version} {st.playbook_hash}")
     out.print(f"summary: {printable(st.summary)}", markup=False)
+    if st.parent_incident_id:
+        out.print(f"opened by incident {st.parent_incident_id} (linked)", markup=False)
+    for child, state in sorted(st.linked.items()):
+        out.print(f"linked incident {child}: {state}", markup=False)
     table = Table("step", "kind", "owner", "since")
     for s in st.active_steps:
         table.add_row(s.step_id, s.kind, s.owner or "", s.started_at.isoformat(timespec="seconds"))
@@ -70,7 +74,8 @@ def sla_note(entry: TimelineEntry) -> str:
 
 def print_rows(rows: Sequence[Mapping[str, Any]]) -> None:
     """Incidents as the list shows them (``IncidentRow.as_json``, as the API answers)."""
-    table = Table("incident", "severity", "status", "playbook", "breached", "attention", "opened")
+    table = Table("incident", "severity", "status", "playbook", "breached", "attention", "opened",
+                  "opened by")  # fmt: skip
     for r in rows:
         table.add_row(
             printable(str(r["incident_id"])),
@@ -80,5 +85,6 @@ def print_rows(rows: Sequence[Mapping[str, Any]]) -> None:
             "yes" if r["sla_breached"] else "",
             "yes" if r["needs_attention"] else "",
             str(r["opened_at"]),
+            printable(str(r.get("parent") or "")),  # a linked incident's parent
         )
     out.print(table)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,6 +46,7 @@ from workflows.models import (
 )
 from workflows.names import (
     SA_BREACHED,
+    SA_PARENT,
     SA_PLAYBOOK,
     SA_SEVERITY,
     SA_STATUS,
@@ -161,14 +163,15 @@ def build_input(
 def search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAttributes:
     """The search attributes an incident starts with (the workflow upserts only changes)."""
     state = inp.state
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_SEVERITY, state.severity if state else inp.severity),
-            SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
-            SearchAttributePair(SA_STATUS, status),
-            SearchAttributePair(SA_BREACHED, state.sla_breached if state else False),
-        ]
-    )
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(SA_SEVERITY, state.severity if state else inp.severity),
+        SearchAttributePair(SA_PLAYBOOK, inp.playbook.name),
+        SearchAttributePair(SA_STATUS, status),
+        SearchAttributePair(SA_BREACHED, state.sla_breached if state else False),
+    ]
+    if inp.parent_incident_id:  # a linked incident: list shows whose
+        pairs.append(SearchAttributePair(SA_PARENT, inp.parent_incident_id))
+    return TypedSearchAttributes(pairs)
 
 
 async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:
@@ -178,17 +181,31 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
     closed = await asyncio.to_thread(_closed_in_records, inp.incident_id)
     if closed is not None:
         raise IncidentClosed(inp.incident_id, closed)
-    try:
-        handle = await client.start_workflow(
+
+    async def start(attributes: TypedSearchAttributes) -> Any:
+        return await client.start_workflow(
             IncidentWorkflow.run,
             inp,
             id=workflow_id,
             task_queue=task_queue,
-            search_attributes=search_attributes(inp),
+            search_attributes=attributes,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_timeout=_task_timeout(),
         )
+
+    try:
+        try:
+            handle = await start(search_attributes(inp))
+        except RPCError as err:
+            # A server that does not know IncidentParent yet (`incident up` registers it; a
+            # cluster's operator adds it): the link still lives in the input, status and
+            # timeline, only list's "opened by" column is empty.
+            if not inp.parent_incident_id or SA_PARENT.name not in err.message:
+                raise
+            handle = await start(
+                search_attributes(inp.model_copy(update={"parent_incident_id": None}))
+            )
         return OpenResult(
             inp.incident_id, workflow_id, handle.result_run_id, True, inp.playbook_hash
         )

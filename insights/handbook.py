@@ -26,6 +26,7 @@ from playbooks.schema import (
     ApprovalStep,
     BranchStep,
     Condition,
+    OpenIncidentStep,
     ParallelStep,
     Sla,
     StepModel,
@@ -150,6 +151,8 @@ def _decision(step: StepModel) -> str:
         return "decision point: the first case that holds is taken"
     if isinstance(step, ParallelStep):
         return f"runs {len(step.branches)} branches at once and waits for all"
+    if isinstance(step, OpenIncidentStep):
+        return f"opens a linked `{step.playbook}` incident (this incident's id and the step's)"
     return f"runs `{step.activity}`"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from assist.providers import LocalProvider, installed_playbooks
+from assist.recording import SuggestionUnavailable, note_for, suggest_within
+from assist.store import load
+from assist.suggestion import Suggestion
 from connection import connect
 from identity.keys import load_or_create
 from identity.signing import trusting
@@ -134,10 +139,13 @@ async def _open(
     fields: dict[str, str],
 ) -> Response:
     severity = severity_for(event, rule)
+    summary = summary_for(event)
+    suggestion = await _suggestion(request, summary)
     try:
         result = await request.app.state.opener(
-            playbook=rule.playbook, severity=severity, summary=summary_for(event),
+            playbook=rule.playbook, severity=severity, summary=summary,
             fields=fields, incident_id=incident_id, opened_by=f"intake:{event.type}",
+            suggestion=suggestion,
         )  # fmt: skip
     except IncidentClosed as closed:
         return _closed(request, closed)
@@ -156,6 +164,20 @@ async def _open(
     if getattr(result, "ignored_fields", ()):
         body["ignored_fields"] = list(result.ignored_fields)  # the playbook does not declare them
     return JSONResponse(body, 201 if result.created else 200)
+
+
+async def _suggestion(request: Request, summary: str) -> Suggestion | None:
+    """The local model's suggestion for the case, recorded with the incident beside what the
+    routing rules chose; never more than ``CR_ASSIST_INTAKE_BUDGET_SECONDS`` of the webhook's
+    time (past it, or on any failure, the rules alone open the incident, as before)."""
+    settings: Settings = request.app.state.settings
+    try:
+        return await suggest_within(LocalProvider(data_dir=settings.data_dir), summary,
+                                    installed_playbooks(settings),
+                                    settings.assist_intake_budget_seconds)  # fmt: skip
+    except (SuggestionUnavailable, ValueError, OSError) as err:
+        log.info("intake.no_suggestion", error=type(err).__name__)
+        return None
 
 
 def _closed(request: Request, closed: IncidentClosed) -> Response:
@@ -183,10 +205,18 @@ def _temporal_opener(settings: Settings) -> Opener:
     def trusted(inp: IncidentInput) -> IncidentInput:
         return trusting(inp, ring, settings.effective_database_url)
 
-    async def opener(**kwargs: Any) -> Any:
+    async def opener(*, suggestion: Suggestion | None = None, **kwargs: Any) -> Any:
+        def prepare(inp: IncidentInput) -> IncidentInput:
+            inp = trusted(inp)
+            if suggestion is None:
+                return inp
+            note = note_for(suggestion, playbook=inp.playbook.name, severity=inp.severity,
+                            by=inp.opened_by)  # fmt: skip
+            return inp.model_copy(update={"triage": note})
+
         if not client:
             client.append(await connect(settings))
-        return await open_incident(client[0], drop_undeclared=True, prepare=trusted, **kwargs)
+        return await open_incident(client[0], drop_undeclared=True, prepare=prepare, **kwargs)
 
     return opener
 
@@ -203,6 +233,9 @@ def create_app(settings: Settings | None = None, opener: Opener | None = None) -
     app.state.secret = webhook_secret(settings)
     app.state.rules = load_rules(settings)
     app.state.opener = opener or _temporal_opener(settings)
+    app.state.settings = settings
+    # The triage model is trained (seed) or read once per process: not on the first case's time.
+    threading.Thread(target=load, args=(settings.data_dir,), daemon=True).start()
     return app
 
 

@@ -281,7 +281,7 @@ def _semantic_problems(data: dict[str, Any], root: yaml.Node, stem: str) -> list
     facts |= {f"decision.{s['id']}" for s, *_ in steps if s.get("kind") == "approval" and "id" in s}
 
     for step, loc, siblings, index in steps:
-        problems += _role_problems(step, loc) + _step_problems(step, loc, declared)
+        problems += _role_problems(step, loc) + _step_problems(step, loc, declared, stem)
         if step.get("kind") == "branch":
             later = [s.get("id") for s in siblings[index + 1 :] if isinstance(s, dict)]
             problems += _branch_problems(step, loc, set(ids), later, facts)
@@ -306,10 +306,13 @@ def _role_problems(step: dict[str, Any], loc: Loc) -> list[Problem]:
     ]
 
 
-def _step_problems(step: dict[str, Any], loc: Loc, declared: set[str]) -> list[Problem]:
+def _step_problems(step: dict[str, Any], loc: Loc, declared: set[str], stem: str
+                   ) -> list[Problem]:  # fmt: skip
     until = step.get("until_field")
     if step.get("kind") == "timer" and isinstance(until, str) and until not in declared:
         return [((*loc, "until_field"), f"until_field {until!r} is not a declared field")]
+    if step.get("kind") == "open_incident" and step.get("playbook") == stem:
+        return [((*loc, "playbook"), f"an incident cannot open one of its own playbook ({stem})")]
     operation, args = step.get("activity"), step.get("args") or {}
     if step.get("kind") != "action" or not isinstance(operation, str) or not isinstance(args, dict):
         return []  # anything else malformed here is the schema's to report

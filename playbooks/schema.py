@@ -273,6 +273,19 @@ class TimerStep(_StepBase):
         return self
 
 
+class OpenIncidentStep(_StepBase):
+    """Open another playbook's incident, linked to this one (an emergency disclosure that needs a
+    preservation hold): its id is this incident's and this step's (a second attempt finds it),
+    its summary and fields are templated like an action's args; the step completes once it is
+    open. The child runs on its own and tells this incident when it closes."""
+
+    kind: Literal["open_incident"] = "open_incident"
+    playbook: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    summary: str = Field(default="", max_length=500)
+    severity: Severity | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+
+
 class BranchCase(_Model):
     """``when`` true (or absent: the default case) -> run ``steps``, then jump to ``goto`` if set."""
 
@@ -302,10 +315,16 @@ class ParallelStep(_StepBase):
 
 
 Step = Annotated[
-    ActionStep | ApprovalStep | WaitForStep | TimerStep | BranchStep | ParallelStep,
+    ActionStep
+    | ApprovalStep
+    | WaitForStep
+    | TimerStep
+    | BranchStep
+    | ParallelStep
+    | OpenIncidentStep,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("action", "approval", "wait_for", "timer", "branch", "parallel")
+STEP_KINDS = ("action", "approval", "wait_for", "timer", "branch", "parallel", "open_incident")
 
 
 class Playbook(_Model):
@@ -348,7 +367,15 @@ class Playbook(_Model):
         return _fields.check_fields(self.name, self.fields, fields)
 
 
-StepModel = ActionStep | ApprovalStep | WaitForStep | TimerStep | BranchStep | ParallelStep
+StepModel = (
+    ActionStep
+    | ApprovalStep
+    | WaitForStep
+    | TimerStep
+    | BranchStep
+    | ParallelStep
+    | OpenIncidentStep
+)
 
 
 def child_lists(step: StepModel) -> list[list[StepModel]]:

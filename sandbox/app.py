@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import salesforce, vendors
+from sandbox import openai, salesforce, vendors
 from sandbox.faults import json_body, state_of
 from sandbox.state import FaultRequest, SandboxConfig, SandboxState
 from settings import Settings, get_settings
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, dropper: Dropper | None = None)
         Route("/_sandbox/faults", faults, methods=["POST", "DELETE"]),
         Route("/_sandbox/config", config, methods=["POST"]),
     ]
-    app = Starlette(routes=[*control, *salesforce.ROUTES, *vendors.ROUTES])
+    app = Starlette(routes=[*control, *salesforce.ROUTES, *vendors.ROUTES, *openai.ROUTES])
     app.state.settings = settings
     app.state.sandbox = SandboxState.open(
         settings.effective_sandbox_state_file, settings.sandbox_salesforce_daily_limit

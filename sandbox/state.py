@@ -117,6 +117,7 @@ class SandboxState:
     slack_messages: list[dict[str, Any]] = field(default_factory=list)
     sms: list[dict[str, Any]] = field(default_factory=list)
     emails: list[dict[str, Any]] = field(default_factory=list)
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)  # in memory only
     requests: dict[str, int] = field(default_factory=dict)
     faults_injected: dict[str, int] = field(default_factory=dict)
     rules: list[FaultRule] = field(default_factory=list)
@@ -231,6 +232,7 @@ class SandboxState:
             self.slack_messages.clear()
             self.sms.clear()
             self.emails.clear()
+            self.chat_requests.clear()
             self.requests.clear()
             self.faults_injected.clear()
             self.rules = []
@@ -254,6 +256,7 @@ class SandboxState:
                 "slack": {"messages": self.slack_messages},
                 "twilio": {"messages": self.sms},
                 "sendgrid": {"mail": self.emails},
+                "openai": {"requests": self.chat_requests},
                 "requests": self.requests,
                 "faults_injected": self.faults_injected,
                 "rules": [r.model_dump() for r in self.rules],

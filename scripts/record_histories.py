@@ -140,9 +140,9 @@ async def drive(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], lp: 
                 print(f"  {handle.id}: fast-forward still pending after 20 s", flush=True)
     else:
         raise RuntimeError(f"{handle.id}: no end after {MAX_ROUNDS} rounds")
-    await handle.execute_update(
-        IncidentWorkflow.close, CommanderRequest(actor=IC, role="ic", reason="resolved (recorded)")
-    )
+    # confirm: a linked incident the playbook opened (a stand-in here) may still be open
+    close = CommanderRequest(actor=IC, role="ic", reason="resolved (recorded)", confirm=True)
+    await handle.execute_update(IncidentWorkflow.close, close)
     await handle.result()
 
 

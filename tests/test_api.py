@@ -194,6 +194,7 @@ def test_the_role_matrix_row_by_row():
         "list": CMD | SPEC | {"auditor"}, "export": {"auditor", "legal", "admin"},
         "report": {"mgr", "auditor", "admin"}, "oncall": CMD | SPEC | {"auditor"},
         "roster_admin": {"admin"}, "purge": {"admin", "privacy", "legal"},
+        "suggest": CMD | SPEC | {"intake"}, "triage": CMD,
     }  # fmt: skip
     assert {action: set(roles) for action, roles in ACTIONS.items()} == expected
     assert "auditor" not in ACTIONS["close"] | ACTIONS["event"] | ACTIONS["open"]

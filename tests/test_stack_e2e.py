@@ -472,7 +472,8 @@ def test_sigkilled_worker_loses_nothing(stack: Stack, tmp_path: Path) -> None:
                 break
         wait_until(lambda: any(s["kind"] == "wait_for" for s in status(env, incident)["active_steps"]),
                    timeout=60)  # fmt: skip
-        cli(env, "close", incident, "--resolution", "done")
+        # --confirm: the playbook opened its linked preservation incident, still open
+        cli(env, "close", incident, "--resolution", "done", "--confirm")
         timeline = cli_json(env, "timeline", incident)  # queries need a worker to answer
     finally:
         second.send_signal(signal.SIGTERM)

@@ -35,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
     from workflows.signals import IncidentSignals
     from workflows.steps import IncidentSteps
+    from workflows.triage import triage_entry, triage_problem
+
+TRIAGE_ENTRY = "triage-entry"  # issue 14: the suggestion and the choice, after ``opened``
 
 
 @workflow.defn
@@ -72,8 +75,12 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
                     "playbook": inp.playbook.name,
                     "hash": inp.playbook_hash,
                     "severity": inp.severity,
+                    # a linked incident names its parent in its first entry (records, export)
+                    **({"parent": inp.parent_incident_id} if inp.parent_incident_id else {}),
                 },
             )
+            if inp.triage is not None and workflow.patched(TRIAGE_ENTRY):
+                self._record_triage(inp)
             self._start_incident_clocks()
         elif inp.reopen is not None:
             self._record(
@@ -81,6 +88,18 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             )
         else:
             self._record("continued", f"run {self.state.runs} resumes the incident")
+
+    def _record_triage(self, inp: IncidentInput) -> None:
+        """The suggestion and the person's choice; a note that does not hold is refused and
+        recorded, and the incident runs either way."""
+        assert inp.triage is not None
+        problem = triage_problem(inp.triage, inp.playbook.name, inp.severity)
+        if problem is not None:
+            self._record("message_refused", problem, actor=inp.triage.chosen_by,
+                         data={"message": "triage", "code": "invalid_triage"})  # fmt: skip
+            return
+        detail, data = triage_entry(inp.triage)
+        self._record("triage", detail, actor=inp.triage.chosen_by, role="ic", data=data)
 
     # ----------------------------------------------------------------------------- main loop
 
@@ -116,6 +135,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             await workflow.sleep(timedelta(milliseconds=1))
         if self._patched("resolve-pages-at-close"):
             await self._resolve_pages()
+        await self._tell_parent()  # a linked incident's parent hears it closed
         # Both are round trips to the server; neither needs the other.
         await asyncio.gather(self._flush_records(), self._archive())
         return self._outcome()

@@ -21,6 +21,8 @@ EVENT_DATA_MAX = 20  # fields one event may carry
 NAME_MAX = 100  # an actor, an assignee
 ROLE_MAX = 32
 ID_MAX = 100  # an incident id, a step id, a request id
+LABEL_MAX = 100  # a triage note's playbook, severity, model, version or word (workflows/triage.py)
+TRIAGE_WORDS_MAX = 8  # words a triage suggestion is explained by
 KEY_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 INCIDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 

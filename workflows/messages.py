@@ -219,6 +219,12 @@ class IncidentMessages(IncidentSlaRace):
             raise ApplicationError(
                 "closing needs a resolution", type="missing_resolution", non_retryable=True
             )
+        if (still := sorted(c for c, s in self.state.linked.items() if s != "closed")) and not (
+            request.confirm
+        ):  # a parent with open linked incidents (workflows/linked.py) asks first
+            raise ApplicationError(f"linked incidents still open: {', '.join(still)}; close again "
+                                   "with confirm (incident close --confirm) to close it anyway",
+                                   type="open_linked_incidents", non_retryable=True)  # fmt: skip
 
     @workflow.query
     def status(self, as_of: datetime | None = None) -> IncidentStatus:
@@ -255,6 +261,8 @@ class IncidentMessages(IncidentSlaRace):
                 if s.status == "failed" and s.failure_decision is None
             ],
             attention=list(self.state.attention.values()),
+            parent_incident_id=self.inp.parent_incident_id,
+            linked=dict(self.state.linked),
         )
 
     @workflow.update

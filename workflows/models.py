@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from playbooks.schema import Playbook, Severity
 from workflows.limits import EventData, Fields, Ident, Name, Role, Summary, Text
+from workflows.triage import TriageNote
 
 TRUSTED_KEYS_MAX = 16  # public keys one incident trusts (the API's current and rotated-out keys)
 ROSTER_MAX = 2_000  # people on an incident's roster
@@ -170,6 +171,8 @@ class IncidentState(BaseModel):
     # Who the roster said held a role when an approval was requested (person -> roles), beside
     # the roster the incident opened with: someone granted a role since may decide.
     roster_seen: dict[Name, list[Role]] = Field(default_factory=dict, max_length=ROSTER_MAX)
+    # Incidents this one opened (workflows/linked.py): child id -> its last known status.
+    linked: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 
 class ReopenRequest(BaseModel):
@@ -210,6 +213,8 @@ class IncidentInput(BaseModel):
     # with no cache that is any task that overlaps another (the front door sets it from
     # settings.workflow_cache_size).
     local_calls: bool = False
+    # A triage suggestion and the person's choice, recorded after ``opened`` (workflows/triage.py).
+    triage: TriageNote | None = None
 
 
 class IncidentOutcome(BaseModel):
@@ -261,6 +266,7 @@ class CommanderRequest(BaseModel):
     to: Name | None = None  # assign
     severity: Severity | None = None  # escalate
     reason: Text = ""  # escalate, note text, close resolution
+    confirm: bool = False  # close: even with linked incidents still open
     signature: Signature | None = None
 
 
@@ -310,6 +316,8 @@ class IncidentStatus(BaseModel):
     trusted_key_ids: list[str] = Field(default_factory=list)  # keys its messages must be signed by
     failed_steps: list[StepState] = Field(default_factory=list)  # awaiting retry or skip
     attention: list[str] = Field(default_factory=list)
+    parent_incident_id: str | None = None  # the incident that opened this one
+    linked: dict[str, str] = Field(default_factory=dict)  # incidents it opened -> their status
 
 
 class StepRequest(BaseModel):

@@ -7,6 +7,8 @@ cannot drift apart. Pure: safe to import in workflow code.
 
 from __future__ import annotations
 
+import hashlib
+
 from temporalio.common import SearchAttributeKey
 
 WORKFLOW_ID_PREFIX = "incident-"
@@ -17,7 +19,10 @@ SA_PLAYBOOK = SearchAttributeKey.for_keyword("IncidentPlaybook")
 SA_STATUS = SearchAttributeKey.for_keyword("IncidentStatus")
 SA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 SA_ATTENTION = SearchAttributeKey.for_bool("NeedsAttention")  # a failed step, a halted walk
-SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENTION)
+SA_PARENT = SearchAttributeKey.for_keyword(
+    "IncidentParent"
+)  # a linked incident's parent (set at start)
+SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENTION, SA_PARENT)
 
 RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"
@@ -25,6 +30,7 @@ ARCHIVE_START_ACTIVITY = "records.start_archive"  # a closing run starts its arc
 REPORT_SUMMARY_ACTIVITY = "records.report_summary"
 RECONCILE_ACTIVITY = "records.reconcile"  # the sweep for incidents ended out of band
 ON_CALL_ACTIVITY = "roster.on_call"  # who holds a role now (approval requests and pages)
+LINKED_ACTIVITY = "incidents.open_linked"  # an open_incident step opens its child (issue 14)
 COVERAGE_GAPS_ACTIVITY = "records.coverage_gaps"  # the next 24 hours' gaps (daily check)
 ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 
@@ -32,6 +38,17 @@ ARCHIVE_WORKFLOW = "ArchiveIncidentWorkflow"
 SIGNAL_EVENT = "event"
 SIGNAL_APPROVE = "approve_signal"
 SIGNAL_REJECT = "reject_signal"
+SIGNAL_LINKED = "linked_state"  # a linked (child) incident tells its parent it closed
+
+
+def linked_incident_id(parent_id: str, step_id: str) -> str:
+    """The id of the incident a parent's ``open_incident`` step opens: the same on every attempt
+    (``<parent>--<step>``; past 100 characters, cut and made unique by a digest)."""
+    whole = f"{parent_id}--{step_id}"
+    if len(whole) <= 100:
+        return whole
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:12]
+    return f"{whole[:87]}-{digest}"
 
 
 def workflow_id_for(incident_id: str) -> str:

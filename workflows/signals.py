@@ -19,15 +19,17 @@ from temporalio.common import RawValue
 from temporalio.converter import PayloadConverter
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.messages import IncidentMessages
+    from workflows.assisted import IncidentAssisted
+    from workflows.linked import LinkedState
     from workflows.models import ApprovalRequest, ExternalEvent
-    from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT
+    from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_LINKED, SIGNAL_REJECT
     from workflows.signatures import SIGNAL_ACTIONS
 
 SIGNAL_MODELS: dict[str, type[BaseModel]] = {
     SIGNAL_EVENT: ExternalEvent,
     SIGNAL_APPROVE: ApprovalRequest,
     SIGNAL_REJECT: ApprovalRequest,
+    SIGNAL_LINKED: LinkedState,
 }
 REASON_MAX = 300  # a refusal's reason in the timeline: enough to act on, never the payload itself
 
@@ -36,7 +38,7 @@ class MessageRefused(Exception):
     """A signal that cannot be acted on; the message says why, in one line."""
 
 
-class IncidentSignals(IncidentMessages):
+class IncidentSignals(IncidentAssisted):
     """The one signal handler of ``IncidentWorkflow``: decode, refuse or dispatch."""
 
     @workflow.signal(dynamic=True)
@@ -53,6 +55,8 @@ class IncidentSignals(IncidentMessages):
                 self._on_event(message)
         elif isinstance(message, ApprovalRequest):
             self._decide(message, SIGNAL_ACTIONS[name], raise_refusal=False, message=name)
+        elif isinstance(message, LinkedState):
+            self._on_linked_state(message)
 
     def _refuse_message(self, name: str, reason: str) -> None:
         self._record(

@@ -1,4 +1,5 @@
-"""One handler per playbook step kind: action, approval, wait_for, timer, branch and parallel.
+"""One handler per playbook step kind: action, approval, wait_for, timer, branch and parallel
+(and open_incident, whose handler is ``workflows/linked.py``'s).
 
 ``IncidentWorkflow._run_step`` wraps each step with its SLA race and hands it to ``_dispatch``,
 which calls the handler here. A handler returns the step's detail line or raises ``StepFailed``;
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         ActionStep,
         ApprovalStep,
         BranchStep,
+        OpenIncidentStep,
         ParallelStep,
         StepModel,
         TimerStep,
@@ -38,6 +40,10 @@ class IncidentSteps(IncidentFailures):
         """Provided by the interpreter (``IncidentWorkflow``): walks ``steps`` in order."""
         raise NotImplementedError
 
+    async def _open_linked(self, step: OpenIncidentStep) -> str:
+        """Provided by ``IncidentLinks`` (``workflows/linked.py``): open the linked incident."""
+        raise NotImplementedError
+
     async def _dispatch(self, step: StepModel) -> str:
         """Hand the step to the handler of its kind (no handler knows about another kind)."""
         if isinstance(step, ActionStep):
@@ -50,6 +56,8 @@ class IncidentSteps(IncidentFailures):
             return await self._timer(step)
         if isinstance(step, BranchStep):
             return await self._branch(step)
+        if isinstance(step, OpenIncidentStep):
+            return await self._open_linked(step)
         assert isinstance(step, ParallelStep)
         return await self._parallel(step)
 
