@@ -137,7 +137,10 @@ async def drive(
             inc.error = f"not done {timeout:.0f} s after opening; still running: {waiting}"
             raise TimeoutError(inc.error)
     inc.phase = "closing"
-    await update("close", CommanderRequest(actor=COMMANDER, reason="chaos: done"), "chaos-close")
+    # Confirmed: an emergency disclosure's linked preservation incident stays open on its own
+    # (a close without confirm is refused while it is, which the engine tests cover).
+    close = CommanderRequest(actor=COMMANDER, reason="chaos: done", confirm=True)
+    await update("close", close, "chaos-close")
     await retrying(inc, "result", lambda: handle.result(rpc_timeout=rpc), deadline)
     inc.phase, inc.error, inc.took = "closed", "", time.monotonic() - opened_at
 
