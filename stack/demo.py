@@ -123,6 +123,9 @@ async def run_demo(workdir: Path) -> int:
             CommanderRequest(
                 actor=COMMANDER,
                 reason="Data produced under §2702(b)(8); user notice timer left to Legal",
+                # Its linked preservation incident (DEMO-0001--open-preservation) stays open on
+                # its own, holding the data: closing the disclosure with it open is confirmed.
+                confirm=True,
             ),
         )
         outcome = await handle.result()
