@@ -12,6 +12,7 @@ Running a command again updates the same Schedule in place (``install_schedule``
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -61,6 +62,27 @@ async def install_schedule(client: Client, schedule_id: str, schedule: Schedule)
         return "updated"
 
 
+def _every_day(run: Any, request: Any, *, workflow_id: str, at: str, timezone: str,
+               task_queue: str) -> Schedule:  # fmt: skip
+    """A Schedule starting ``run(request)`` every day at ``at`` (HH:MM) in ``timezone``."""
+    hour, minute = (int(part) for part in at.split(":"))
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            run,
+            request,
+            id=workflow_id,
+            task_queue=task_queue,
+            execution_timeout=timedelta(hours=1),
+        ),  # fmt: skip
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])
+            ],
+            time_zone_name=timezone,
+        ),
+    )
+
+
 async def create_daily_schedule(
     client: Client,
     *,
@@ -71,22 +93,10 @@ async def create_daily_schedule(
     task_queue: str,
 ) -> str:
     """Install the daily report Schedule; returns what was done."""
-    hour, minute = (int(part) for part in at.split(":"))
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            DailyReportWorkflow.run,
-            DailyReportRequest(channel=channel, window=window),
-            id="daily-report",
-            task_queue=task_queue,
-            execution_timeout=timedelta(hours=1),
-        ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])
-            ],
-            time_zone_name=timezone,
-        ),
-    )
+    schedule = _every_day(
+        DailyReportWorkflow.run, DailyReportRequest(channel=channel, window=window),
+        workflow_id="daily-report", at=at, timezone=timezone, task_queue=task_queue,
+    )  # fmt: skip
     verb = await install_schedule(client, SCHEDULE_ID, schedule)
     return f"schedule {SCHEDULE_ID} {verb}: every day at {at} {timezone}, posting to {channel}"
 
@@ -95,22 +105,11 @@ async def create_coverage_schedule(
     client: Client, *, at: str, timezone: str, policy: str, task_queue: str, lookback_weeks: int = 8
 ) -> str:
     """Install the daily coverage check's Schedule; returns what was done."""
-    hour, minute = (int(part) for part in at.split(":"))
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            CoverageCheckWorkflow.run,
-            CoverageCheckRequest(policy=policy, timezone=timezone, lookback_weeks=lookback_weeks),
-            id="coverage-check",
-            task_queue=task_queue,
-            execution_timeout=timedelta(hours=1),
-        ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])
-            ],
-            time_zone_name=timezone,
-        ),
-    )
+    schedule = _every_day(
+        CoverageCheckWorkflow.run,
+        CoverageCheckRequest(policy=policy, timezone=timezone, lookback_weeks=lookback_weeks),
+        workflow_id="coverage-check", at=at, timezone=timezone, task_queue=task_queue,
+    )  # fmt: skip
     verb = await install_schedule(client, COVERAGE_SCHEDULE_ID, schedule)
     return (
         f"schedule {COVERAGE_SCHEDULE_ID} {verb}: every day at {at} {timezone}, paging {policy} "
