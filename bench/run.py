@@ -74,9 +74,9 @@ EXPLANATION = """Why the engine still does about 2.5x the CPU of the plain workf
 (profiled with py-spy over `make bench`, and by counting history events). Since lean bookkeeping
 (`workflow.patched("lean-bookkeeping")`) the server round trips are nearly those of the plain
 workflow: the records batches, the roster's on-call answer, the engine's notifications and the
-archive start run as local activities (a marker each, no task of their own), a batch carries the
-projection's fields instead of a state snapshot, and search attributes set at start are not
-upserted again. What remains is work the plain workflow does not do at all: of the worker
+archive start run as local activities (a marker each, no task of their own), a batch carries
+what the records read (`records_view`) instead of the whole state, and search attributes set at
+start are not upserted again. What remains is work the plain workflow does not do at all: of the worker
 process's busy samples about a quarter are the audit trail itself (`records/chain.py`: the
 hash-chained audit rows, the projection and SLA outcomes in one SQLite transaction, and a signed
 checkpoint appended after every batch), a third are workflow activations (the SDK's payload

@@ -8,6 +8,7 @@ Every form carries the session's CSRF token; one without it is refused (403) bef
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -61,71 +62,61 @@ async def _run(request: Request, call: Any) -> Verdict:
         return await refused(request, err)
 
 
-@router.post("/incidents/{incident_id}/act/{action}", response_class=HTMLResponse,
-             include_in_schema=False)  # fmt: skip
-async def act(request: Request, incident_id: str,
-              action: Literal["ack", "assign", "escalate", "note", "close"]) -> Response:  # fmt: skip
+Call = Callable[[Viewer, Any], Awaitable[Any]]
+
+
+async def _on_incident(request: Request, incident_id: str, call: Call) -> Response:
+    """The form checked (CSRF), ``call(who, form)`` run as the signed-in person (its request
+    body is built inside, so a malformed field is the API's refusal too), and the incident page
+    rendered again with the server's verdict."""
     got = await _form(request)
     if isinstance(got, Response):
         return got
     who, form = got
+    verdict = await _run(request, lambda: call(who, form))
+    return await incident_response(request, who, incident_id, verdict)
 
-    async def call() -> Any:
+
+@router.post("/incidents/{incident_id}/act/{action}", response_class=HTMLResponse,
+             include_in_schema=False)  # fmt: skip
+async def act(request: Request, incident_id: str,
+              action: Literal["ack", "assign", "escalate", "note", "close"]) -> Response:  # fmt: skip
+    def call(who: Viewer, form: Any) -> Awaitable[Any]:
         body = ActionBody(to=_text(form, "to") or None, severity=_text(form, "severity") or None,
                           reason=_text(form, "reason"))  # fmt: skip
-        return await routes.act(incident_id, action, body, request, who)
+        return routes.act(incident_id, action, body, request, who)
 
-    verdict = await _run(request, call)
-    return await incident_response(request, who, incident_id, verdict)
+    return await _on_incident(request, incident_id, call)
 
 
 @router.post("/incidents/{incident_id}/event", response_class=HTMLResponse,
              include_in_schema=False)  # fmt: skip
 async def event(request: Request, incident_id: str) -> Response:
-    got = await _form(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-
-    async def call() -> Any:
+    def call(who: Viewer, form: Any) -> Awaitable[Any]:
         body = EventBody(name=_text(form, "name"), data=_data(_text(form, "data")))
-        return await routes.event(incident_id, body, request, who)
+        return routes.event(incident_id, body, request, who)
 
-    verdict = await _run(request, call)
-    return await incident_response(request, who, incident_id, verdict)
+    return await _on_incident(request, incident_id, call)
 
 
 @router.post("/incidents/{incident_id}/reopen", response_class=HTMLResponse,
              include_in_schema=False)  # fmt: skip
 async def reopen(request: Request, incident_id: str) -> Response:
-    got = await _form(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
+    def call(who: Viewer, form: Any) -> Awaitable[Any]:
+        return routes.reopen(incident_id, ReopenBody(reason=_text(form, "reason")), request, who)
 
-    async def call() -> Any:
-        body = ReopenBody(reason=_text(form, "reason"))
-        return await routes.reopen(incident_id, body, request, who)
-
-    verdict = await _run(request, call)
-    return await incident_response(request, who, incident_id, verdict)
+    return await _on_incident(request, incident_id, call)
 
 
 @router.post("/incidents/{incident_id}/steps/{step}/{move}", response_class=HTMLResponse,
              include_in_schema=False)  # fmt: skip
 async def resolve_step(request: Request, incident_id: str, step: str,
                        move: Literal["retry", "skip"]) -> Response:  # fmt: skip
-    got = await _form(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-
-    async def call() -> Any:
+    def call(who: Viewer, form: Any) -> Awaitable[Any]:
         body = StepBody(reason=_text(form, "reason"))
-        return await routes.resolve_failed_step(incident_id, step, move, body, request, who)
+        return routes.resolve_failed_step(incident_id, step, move, body, request, who)
 
-    verdict = await _run(request, call)
-    return await incident_response(request, who, incident_id, verdict)
+    return await _on_incident(request, incident_id, call)
 
 
 @router.post("/incidents/{incident_id}/decide", response_class=HTMLResponse,
