@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.engine_support import (
@@ -133,7 +134,11 @@ async def test_continue_as_new_waits_for_the_activity_in_flight(h):
     assert [e.detail for e in entries(tl, "note")] == [f"note {n}" for n in range(10)]
 
 
-async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env):
+# As the project's workers run it (no workflow cache, so no local calls). With local calls (a
+# cached worker) a status query to the run that just continued as new hung on the time-skipping
+# test server in about a quarter of runs: open, in the closing note of issue 11.
+@pytest.mark.parametrize("local_calls", [False])
+async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env, local_calls):
     pb = playbook(
         [
             {
@@ -145,7 +150,9 @@ async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env):
         ],
         sla={"acknowledge": {"due": "30m"}},
     )
-    first = await hts.open(incident_input(pb, continue_as_new_after_events=25))
+    first = await hts.open(
+        incident_input(pb, continue_as_new_after_events=25, local_calls=local_calls)
+    )
     handle = hts.follow(first)
     await wait_for_timeline(handle, has("step_started", "evidence"))
     await ts_env.sleep(timedelta(minutes=10))
@@ -157,8 +164,11 @@ async def test_sla_clocks_keep_their_original_start_across_runs(hts, ts_env):
         if (await run_1.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
             break
     await hts.settle(handle)
-    status = await handle.query(IncidentWorkflow.status)
-    assert status.run > 1
+    # Asked of the newest run by its run id: the time-skipping test server can keep routing a
+    # query by workflow id alone to the run that just continued as new.
+    newest = (await handle.describe()).run_id
+    latest = hts.client.get_workflow_handle_for(IncidentWorkflow.run, first.id, run_id=newest)
+    status = await wait_for_status(latest, lambda s: s.run > 1)
     assert {c.name: c.state for c in status.clocks} == {
         "incident.acknowledge": "on_track",
         "evidence": "on_track",
