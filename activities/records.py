@@ -49,8 +49,13 @@ async def append(batch: RecordBatch) -> dict[str, Any]:
     timeline in the history, rebuilt from there alone by ``audit/replay.py``."""
     result: dict[str, Any] = dict(await asyncio.to_thread(write_batch, batch))
     observe_batch(batch, result["written"])  # decision latency, for the worker's metrics
+    kept: dict[int, str] = result.pop("kept")
     if activity.in_activity() and activity.info().is_local:
-        result["entries"] = [e.model_dump(mode="json") for e in batch.entries]
+        # As the records hold them: an entry already there keeps the time it was first written.
+        result["entries"] = [
+            {**e.model_dump(mode="json"), **({"at": kept[e.seq]} if e.seq in kept else {})}
+            for e in batch.entries
+        ]
     return result
 
 

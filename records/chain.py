@@ -74,10 +74,13 @@ def _hashed(row: AuditRow) -> dict[str, Any]:
 
 def write_batch(
     batch: RecordBatch, url: str | None = None, *, clear: bool = False
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Append the batch's new entries to the chain and refresh the projection, in one transaction.
 
-    Returns how many entries were written and how many were already there (a redelivery). After
+    Returns how many entries were written, how many were already there (a redelivery), and
+    when each of those was recorded (``kept``: a redelivery from a workflow task that was retried,
+    or replayed after a local activity moved its clock, stamps the same entry a few milliseconds
+    apart; the first write stands and the workflow adopts its time, ``workflows/outbound.py``). After
     a commit that wrote rows, the new head is checkpointed (one signed line appended to a file).
     An incident's detail, data and resolution are sealed under its data key (``clear``: not,
     for the ``purged`` entry written once that key is gone).
@@ -91,13 +94,15 @@ def write_batch(
         head = s.get(AuditHead, 1)
         assert head is not None
         seqs = [e.seq for e in batch.entries]
-        existing = set(
-            s.exec(
-                select(AuditRow.seq).where(
+        kept = {
+            seq: iso(at)
+            for seq, at in s.exec(
+                select(AuditRow.seq, AuditRow.at).where(
                     AuditRow.incident_id == batch.incident_id, col(AuditRow.seq).in_(seqs)
                 )
             ).all()
-        )
+        }
+        existing = set(kept)
         prev_incident = _incident_tip(s, batch.incident_id)
         written, last_seq = 0, -1
         for entry in sorted(batch.entries, key=lambda e: e.seq):
@@ -115,7 +120,7 @@ def write_batch(
         s.commit()
     if written:
         checkpoints.append_or_log(*tip)
-    return {"written": written, "skipped": len(batch.entries) - written}
+    return {"written": written, "skipped": len(batch.entries) - written, "kept": kept}
 
 
 def _incident_tip(s: Session, incident_id: str) -> str:

@@ -119,6 +119,33 @@ async def test_full_incident_audit_rows_match_timeline_field_by_field():
     assert verify().ok
 
 
+async def test_a_restamped_redelivery_keeps_the_first_time_and_the_workflow_adopts_it():
+    """A workflow task retried (or replayed after a local activity moved its clock) stamps the
+    same entry a few milliseconds later: the first write stands, the local activity's echo says
+    when it was recorded, and the workflow takes that time so its timeline matches the records."""
+    import dataclasses
+    from datetime import datetime, timedelta
+
+    from workflows.outbound import IncidentOutbound
+
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, is_local=True)
+    first = await env.run(records.append, batch("ato-1", TIMELINE[0:2], _snapshot(1)))
+    later = [e.model_copy(update={"at": e.at + timedelta(milliseconds=8)}) for e in TIMELINE[0:3]]
+    again = await env.run(records.append, batch("ato-1", later, _snapshot(2)))
+    assert (first["written"], again["written"], again["skipped"]) == (2, 1, 2)
+    echoed = [datetime.fromisoformat(e["at"]) for e in again["entries"]]
+    assert echoed == [TIMELINE[0].at, TIMELINE[1].at, later[2].at]
+
+    wf = object.__new__(IncidentOutbound)
+    wf.state = state(later)
+    malformed = [{"seq": "1"}, {"seq": 99, "at": "2026-01-01T00:00:00+00:00"}, "x",
+                 {"seq": 2, "at": "no"}]  # fmt: skip
+    wf._adopt_recorded_times({"entries": [*again["entries"], *malformed]})
+    wf._adopt_recorded_times(["not", "a", "result"])
+    assert [e.at for e in wf.state.timeline] == [TIMELINE[0].at, TIMELINE[1].at, later[2].at]
+
+
 async def test_projection_and_sla_outcomes_follow_the_latest_snapshot():
     await _deliver_full_incident()  # the late redelivery of batch 1 must not roll anything back
     final = _snapshot(6)

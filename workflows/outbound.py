@@ -276,12 +276,13 @@ class IncidentOutbound(IncidentBookkeeping):
                 # A local activity: written by this worker before the workflow task completes
                 # (one marker holding only its small result), so the records hold the batch
                 # before any message the task did not see can be handled.
-                await workflow.execute_local_activity(
+                written = await workflow.execute_local_activity(
                     RECORDS_ACTIVITY,
                     batch,
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=NOTIFY_RETRY,
                 )
+                self._adopt_recorded_times(written)
             else:
                 await workflow.execute_activity(
                     RECORDS_ACTIVITY,
@@ -297,6 +298,29 @@ class IncidentOutbound(IncidentBookkeeping):
             self.state.records_flushed = max(self.state.records_flushed, pending[-1].seq)
         else:
             self.state.records_flushed += len(pending)
+
+    def _adopt_recorded_times(self, written: Any) -> None:
+        """Take each entry's time as the records hold it (the marker's echo, so a replay does the
+        same). The clock of a task moves when a local activity completes, and a replayed task
+        can stamp an entry a few milliseconds from the run that wrote it; a retried task stamps
+        it anew while the first write stands. Only times of known entries change."""
+        echoed = written.get("entries") if isinstance(written, dict) else None
+        if not isinstance(echoed, list) or not self.state.timeline:
+            return
+        first = self.state.timeline[0].seq  # seqs run on without a gap
+        for item in echoed:
+            seq, at = (item.get("seq"), item.get("at")) if isinstance(item, dict) else (None, None)
+            if not isinstance(seq, int) or not isinstance(at, str):
+                continue
+            index = seq - first
+            if 0 <= index < len(self.state.timeline):
+                entry = self.state.timeline[index]
+                try:
+                    recorded = datetime.fromisoformat(at)
+                except ValueError:
+                    continue
+                if entry.seq == seq and recorded.tzinfo is not None and recorded != entry.at:
+                    entry.at = recorded
 
     async def _archive(self) -> None:
         """Hand the closed incident's history to the archiver, which outlives this workflow."""
