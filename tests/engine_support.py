@@ -79,6 +79,19 @@ def kinds(timeline: list[Any]) -> list[str]:
     return [e.kind for e in timeline]
 
 
+async def wait_for_run_status(
+    handle: WorkflowHandle[Any, Any], wanted: Any, timeout: float = 20
+) -> None:
+    """Poll ``describe`` until the run's status is ``wanted`` (a condition, never a fixed sleep)."""
+    import asyncio
+
+    async def poll() -> None:
+        while (await handle.describe()).status != wanted:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
 async def wait_for_status(
     handle: WorkflowHandle[Any, Any], predicate: Any, timeout: float = 20
 ) -> Any:
