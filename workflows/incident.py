@@ -38,6 +38,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.triage import triage_entry, triage_problem
 
 TRIAGE_ENTRY = "triage-entry"  # issue 14: the suggestion and the choice, after ``opened``
+# Asked only when a stopping run's walk reaches another step (rare), so a run records its marker
+# only then: ``workflow.patched`` itself, never ``_patched`` (a lean run recorded before this
+# fix went on to the next step, and must replay so).
+WALK_STOPS = "walk-stops-when-stopping"
 
 
 @workflow.defn
@@ -206,6 +210,11 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
     async def _run_steps(self, steps: list[StepModel]) -> None:
         index = 0
         while index < len(steps):
+            if self._stopping is not None and workflow.patched(WALK_STOPS):
+                # Cancelling the walk only asks the server to cancel a running activity: one
+                # whose result came in the same task completes its step normally, the walk's
+                # cancellation spent. Stopping (close, continue-as-new) starts no further step.
+                raise asyncio.CancelledError()
             goto = await self._run_step(steps[index])
             if goto is None:
                 index += 1
