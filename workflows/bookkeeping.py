@@ -39,6 +39,11 @@ CARRIED_TIMELINE = 20  # timeline entries a new run carries for context; the res
 # takes every older patched branch without a marker of its own; a run recorded before it replays
 # exactly as it did (see ``_patched``).
 LEAN = "lean-bookkeeping"
+# A stopping run (close, continue-as-new) starts no further step and waits on no new SLA timer:
+# cancelling a task only asks the server to cancel its activity, and a result in the same task
+# spends the cancellation. Asked only when it happens (rare), with ``workflow.patched`` itself,
+# never ``_patched``: a lean run recorded before the fix went on, and must replay so.
+WALK_STOPS = "walk-stops-when-stopping"
 
 
 class IncidentBookkeeping:

@@ -30,7 +30,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from playbooks.schema import StepModel
-    from workflows.bookkeeping import LEAN
+    from workflows.bookkeeping import LEAN, WALK_STOPS
     from workflows.failures import StepFailed
     from workflows.models import IncidentInput, IncidentOutcome, IncidentState, StepState
     from workflows.signals import IncidentSignals
@@ -38,10 +38,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.triage import triage_entry, triage_problem
 
 TRIAGE_ENTRY = "triage-entry"  # issue 14: the suggestion and the choice, after ``opened``
-# Asked only when a stopping run's walk reaches another step (rare), so a run records its marker
-# only then: ``workflow.patched`` itself, never ``_patched`` (a lean run recorded before this
-# fix went on to the next step, and must replay so).
-WALK_STOPS = "walk-stops-when-stopping"
 
 
 @workflow.defn

@@ -8,6 +8,7 @@ race recomputes its timer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from playbooks.schema import Sla, StepModel
     from workflows import rules
     from workflows import sla as clocks
+    from workflows.bookkeeping import WALK_STOPS
     from workflows.models import ACK_CLOCK, RESOLVE_CLOCK
     from workflows.outbound import IncidentOutbound
 
@@ -29,6 +31,10 @@ class IncidentSlaRace(IncidentOutbound):
     ) -> None:
         """Fire the warning and the breach of clock ``name`` until ``done()``."""
         while not done():
+            if self._stopping is not None and workflow.patched(WALK_STOPS):
+                # As the walk (``IncidentWorkflow._run_steps``): a cancelled warning or page whose
+                # call completed anyway returns normally; a stopping run waits on no new timer.
+                raise asyncio.CancelledError()
             clock = self.state.clocks[name]
             # Only an anchored clock can start in the past; a legacy one keeps its exact commands.
             now = workflow.now() if sla.anchor != "step" else None
