@@ -9,10 +9,16 @@ metadata says how to open it:
 - ``encoding``: ``binary/encrypted``; ``encryption-cipher``: ``AES-256-GCM``
 - ``encryption-data-key``: ``workflow:<workflow id>`` or ``global``
 - ``encryption-key-id``: the data key's id, or the master key's for ``global``
+- ``encryption-compression``: ``zlib`` when the plaintext was compressed before sealing (a
+  payload of ``COMPRESS_FROM`` bytes or more that shrinks: an incident's playbook snapshot, the
+  timeline entries a records marker echoes); absent otherwise, and on every payload sealed before
 
-The original payload (its metadata too) is the plaintext; the two fields above are bound to it
-as associated data, so a payload cannot be moved to another key. A payload that is not sealed
-(recorded histories, data from before encryption) passes through ``decode`` unchanged.
+The original payload (its metadata too) is the plaintext; the fields above are bound to it as
+associated data, so a payload cannot be moved to another key nor lose its compression flag. A
+payload that is not sealed (recorded histories, data from before encryption) passes through
+``decode`` unchanged. Compressing before sealing makes a payload's sealed length depend on its
+content; whoever can read the history already sees every payload's length and the events around
+it, so what it adds is small next to the history bytes and server writes it saves (issue 11).
 
 Codecs run in the worker and the client, never in the workflow sandbox. Unwrapped data keys are
 cached (``KeyStore``); a miss reads the database in a thread, off the event loop.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 
 from temporalio.api.common.v1 import Payload
@@ -39,6 +46,10 @@ from encryption.master import MasterKeys, SealError, seal, unseal
 from settings import get_settings
 
 ENCODING = b"binary/encrypted"
+META_COMPRESSION = "encryption-compression"
+ZLIB = b"zlib"
+COMPRESS_FROM = 256  # bytes of plaintext: below this, zlib's header costs more than it saves
+MAX_PLAINTEXT = 8 * 1024 * 1024  # a compressed payload opens to at most this (no zip bombs)
 CIPHER = b"AES-256-GCM"
 META_CIPHER = "encryption-cipher"
 META_KEY_ID = "encryption-key-id"
@@ -55,8 +66,9 @@ def is_sealed(payload: Payload) -> bool:
     return payload.metadata.get("encoding") == ENCODING
 
 
-def _aad(data_key: str, key_id: str) -> bytes:
-    return f"critical-response payload\n{data_key}\n{key_id}".encode()
+def _aad(data_key: str, key_id: str, compression: bytes | None = None) -> bytes:
+    bound = f"critical-response payload\n{data_key}\n{key_id}".encode()
+    return bound if compression is None else bound + b"\n" + compression
 
 
 class Keys:
@@ -165,15 +177,35 @@ def _scope_of(payload: Payload) -> str | None:
 
 
 def _seal(payload: Payload, data_key: str, key_id: str, secret: bytes) -> Payload:
+    plaintext = payload.SerializeToString()
+    metadata = {
+        "encoding": ENCODING,
+        META_CIPHER: CIPHER,
+        META_DATA_KEY: data_key.encode(),
+        META_KEY_ID: key_id.encode(),
+    }
+    compression = None
+    if len(plaintext) >= COMPRESS_FROM:
+        packed = zlib.compress(plaintext, 6)
+        if len(packed) + len(META_COMPRESSION) + len(ZLIB) + 4 < len(plaintext):
+            plaintext, compression = packed, ZLIB
+            metadata[META_COMPRESSION] = ZLIB
     return Payload(
-        metadata={
-            "encoding": ENCODING,
-            META_CIPHER: CIPHER,
-            META_DATA_KEY: data_key.encode(),
-            META_KEY_ID: key_id.encode(),
-        },
-        data=seal(secret, payload.SerializeToString(), _aad(data_key, key_id)),
+        metadata=metadata, data=seal(secret, plaintext, _aad(data_key, key_id, compression))
     )
+
+
+def _inflate(packed: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        plaintext = inflater.decompress(packed, MAX_PLAINTEXT)
+    except zlib.error as err:
+        raise PayloadCryptoError(f"a compressed payload does not inflate: {err}") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise PayloadCryptoError(
+            f"a compressed payload opens to more than {MAX_PLAINTEXT} bytes, or is cut short"
+        )
+    return plaintext
 
 
 def _open(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
@@ -182,6 +214,9 @@ def _open(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
     cipher = payload.metadata.get(META_CIPHER, CIPHER)
     if cipher != CIPHER:
         raise PayloadCryptoError(f"sealed payload uses cipher {cipher!r}, not AES-256-GCM")
+    compression = payload.metadata.get(META_COMPRESSION)
+    if compression not in (None, ZLIB):
+        raise PayloadCryptoError(f"sealed payload uses compression {compression!r}, not zlib")
     if data_key == GLOBAL:
         secret = ring.get(key_id).secret
     elif data_key.startswith(WORKFLOW):
@@ -189,12 +224,12 @@ def _open(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
     else:
         raise PayloadCryptoError(f"sealed payload names no data key we know ({data_key!r})")
     try:
-        plaintext = unseal(secret, payload.data, _aad(data_key, key_id))
+        plaintext = unseal(secret, payload.data, _aad(data_key, key_id, compression))
     except SealError:
         raise PayloadCryptoError(
             f"a payload sealed under {data_key} key {key_id} does not open: its ciphertext or "
             "metadata was altered (AES-GCM authentication failed)"
         ) from None
     opened = Payload()
-    opened.ParseFromString(plaintext)
+    opened.ParseFromString(_inflate(plaintext) if compression == ZLIB else plaintext)
     return opened

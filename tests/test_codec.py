@@ -6,6 +6,7 @@ too, and an incident opened with personal data leaves none of it in Temporal's h
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import uuid
@@ -200,6 +201,52 @@ async def test_tampered_ciphertext_fails_with_a_clear_error(tmp_path, keystore_u
     truncated.data = truncated.data[:10]
     with pytest.raises(PayloadCryptoError, match="altered"):
         await dc.decode([truncated])
+
+
+@both
+async def test_a_large_payload_is_compressed_then_sealed_and_the_flag_is_bound(
+    tmp_path, keystore_url
+):
+    """A playbook snapshot or an echoed timeline shrinks several times before sealing; a small
+    payload is sealed as it is; the compression flag is part of what the seal authenticates, and
+    a payload that would inflate past the bound is refused."""
+    import zlib
+
+    from encryption import codec
+
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
+    timeline = [
+        {"seq": n, "kind": "step_started", "detail": f"{CANARY} step {n}"} for n in range(40)
+    ]
+    big = await seal(dc, timeline, "incident-A")
+    assert meta(big)["encryption-compression"] == "zlib"
+    assert len(big.data) < len(json.dumps(timeline)) / 3
+    assert CANARY.encode() not in big.SerializeToString()
+    assert await dc.decode([big]) == [timeline]
+    small = await seal(dc, {"phone": CANARY}, "incident-A")
+    assert "encryption-compression" not in meta(small)
+    assert await dc.decode([small]) == [{"phone": CANARY}]
+
+    stripped = Payload()
+    stripped.CopyFrom(big)
+    del stripped.metadata["encryption-compression"]
+    with pytest.raises(PayloadCryptoError, match="altered"):
+        await dc.decode([stripped])
+    unknown = Payload()
+    unknown.CopyFrom(big)
+    unknown.metadata["encryption-compression"] = b"brotli"
+    with pytest.raises(PayloadCryptoError, match="compression b'brotli', not zlib"):
+        await dc.decode([unknown])
+
+    ring, store = keys_in(tmp_path, keystore_url).get()
+    key = store.data_key("incident-A")
+    bomb = zlib.compress(b"\0" * (codec.MAX_PLAINTEXT + 1))
+    sealed_bomb = Payload(
+        metadata={**dict(big.metadata)},
+        data=master.seal(key.secret, bomb, codec._aad("workflow:incident-A", key.key_id, b"zlib")),
+    )
+    with pytest.raises(PayloadCryptoError, match="more than"):
+        await dc.decode([sealed_bomb])
 
 
 # --- keys: the file, configuration, switching off -------------------------------------------
