@@ -94,15 +94,20 @@ def write_batch(
         head = s.get(AuditHead, 1)
         assert head is not None
         seqs = [e.seq for e in batch.entries]
+        stored = s.exec(
+            select(AuditRow.seq, AuditRow.at, AuditRow.action, AuditRow.actor, AuditRow.step).where(
+                AuditRow.incident_id == batch.incident_id, col(AuditRow.seq).in_(seqs)
+            )
+        ).all()
+        existing = {row.seq for row in stored}
+        incoming = {e.seq: (e.kind, e.actor, e.step) for e in batch.entries}
+        # The same entry stamped again keeps its first time; another entry under the same seq
+        # (a run reset to before it was written) is no redelivery: its time is not the workflow's.
         kept = {
-            seq: iso(at)
-            for seq, at in s.exec(
-                select(AuditRow.seq, AuditRow.at).where(
-                    AuditRow.incident_id == batch.incident_id, col(AuditRow.seq).in_(seqs)
-                )
-            ).all()
+            row.seq: iso(row.at)
+            for row in stored
+            if incoming.get(row.seq) == (row.action, row.actor, row.step)
         }
-        existing = set(kept)
         prev_incident = _incident_tip(s, batch.incident_id)
         written, last_seq = 0, -1
         for entry in sorted(batch.entries, key=lambda e: e.seq):

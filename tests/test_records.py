@@ -137,6 +137,11 @@ async def test_a_restamped_redelivery_keeps_the_first_time_and_the_workflow_adop
     echoed = [datetime.fromisoformat(e["at"]) for e in again["entries"]]
     assert echoed == [TIMELINE[0].at, TIMELINE[1].at, later[2].at]
 
+    # Another entry under a stored seq (a run reset to before it) does not take its time.
+    other = TIMELINE[1].model_copy(update={"kind": "note", "at": later[1].at})
+    diverged = await env.run(records.append, batch("ato-1", [other], _snapshot(2)))
+    assert datetime.fromisoformat(diverged["entries"][0]["at"]) == later[1].at
+
     wf = object.__new__(IncidentOutbound)
     wf.state = state(later)
     malformed = [{"seq": "1"}, {"seq": 99, "at": "2026-01-01T00:00:00+00:00"}, "x",
