@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from records import checkpoints
@@ -88,7 +89,8 @@ def write_batch(
     # The key before the transaction: making one writes the keystore, by default this database.
     sealer = sealer_for(batch.incident_id, clear=clear)
     eng = records_engine(url)
-    with Session(eng) as s:
+    # No autoflush: the rows and the projection go out in one flush at commit, not one per read.
+    with Session(eng, autoflush=False) as s:
         # The first statement is a write so that SQLite takes its write lock before any read.
         s.exec(update(AuditHead).where(col(AuditHead.id) == 1).values(writes=AuditHead.writes + 1))
         head = s.get(AuditHead, 1)
@@ -121,11 +123,25 @@ def write_batch(
         s.add(head)
         if batch.snapshot is not None:
             project(s, batch, batch.snapshot, sealer)
-        tip = (audit_log_id(s), head.last_id, batch.incident_id, last_seq, head.last_hash)
+        tip = (_log_id(s, eng), head.last_id, batch.incident_id, last_seq, head.last_hash)
         s.commit()
     if written:
         checkpoints.append_or_log(*tip)
     return {"written": written, "skipped": len(batch.entries) - written, "kept": kept}
+
+
+_log_ids: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
+
+
+def _log_id(s: Session, eng: Engine) -> str:
+    """The database's audit log id, read once per engine: it never changes, and every batch
+    checkpoints under it (``audit/verify.py`` reads it afresh, so a rewritten id is caught)."""
+    found = _log_ids.get(eng)
+    if found is None:
+        found = audit_log_id(s)
+        if found:
+            _log_ids[eng] = found
+    return found
 
 
 def _incident_tip(s: Session, incident_id: str) -> str:

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from records import board
 from records.requests import project_request
@@ -53,8 +53,12 @@ def project(s: Session, batch: RecordBatch, state: IncidentState, sealer: Sealer
         for key, value in values.items():
             setattr(record, key, value)
     s.add(record)
+    stored = {
+        row.clock: row
+        for row in s.exec(select(SlaOutcome).where(SlaOutcome.incident_id == batch.incident_id))
+    }  # one query for every clock, not one per clock
     for clock in state.clocks.values():
-        _upsert_outcome(s, batch.incident_id, clock)
+        _upsert_outcome(s, batch.incident_id, clock, stored.get(clock.name))
     board.upsert(s, batch.incident_id, state)
     project_request(s, batch.incident_id, batch.playbook, state)
 
@@ -78,7 +82,7 @@ def clock_outcome(clock: SlaClock) -> str:
     return "warned" if clock.warned_at is not None else "met"
 
 
-def _upsert_outcome(s: Session, incident_id: str, clock: SlaClock) -> None:
+def _upsert_outcome(s: Session, incident_id: str, clock: SlaClock, row: SlaOutcome | None) -> None:
     values: dict[str, Any] = {
         "scope": "incident" if clock.name.startswith("incident.") else "step",
         "kind": clock.kind,
@@ -94,7 +98,6 @@ def _upsert_outcome(s: Session, incident_id: str, clock: SlaClock) -> None:
         "state": clock.state,
         "outcome": clock_outcome(clock),
     }
-    row = s.get(SlaOutcome, (incident_id, clock.name))
     if row is None:
         row = SlaOutcome.model_validate({"incident_id": incident_id, "clock": clock.name, **values})
     else:
