@@ -44,7 +44,6 @@ from encryption import master as master_keys
 from encryption.keystore import KeyStore
 from encryption.master import MasterKeys, SealError, seal, unseal
 from settings import get_settings
-from workflows.names import archived_workflow_id
 
 ENCODING = b"binary/encrypted"
 META_COMPRESSION = "encryption-compression"
@@ -133,10 +132,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     def with_context(self, context: SerializationContext) -> EncryptionCodec:
         scope = None
         if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
-            # An incident's archiver seals under the incident's own key: no second key to make
-            # and store per incident, and shredding the incident shreds its archiver's payloads.
             scope = context.workflow_id or None
-            scope = archived_workflow_id(scope or "") or scope
         return self if scope == self.scope else EncryptionCodec(self.keys, scope)
 
     # --- async, as the SDK calls it: the database only in a thread -----------------------------

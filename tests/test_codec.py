@@ -249,22 +249,6 @@ async def test_a_large_payload_is_compressed_then_sealed_and_the_flag_is_bound(
         await dc.decode([sealed_bomb])
 
 
-@both
-async def test_an_incidents_archiver_seals_under_the_incidents_key(tmp_path, keystore_url):
-    """No second data key per incident: its archiver's payloads use the incident's, so shredding
-    the incident shreds them too; any other workflow keeps a key of its own."""
-    from workflows.names import archive_workflow_id
-
-    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
-    incident = await seal(dc, "x", "incident-A")
-    archiver = await seal(dc, "x", archive_workflow_id("incident-A", str(uuid.uuid4())))
-    assert meta(archiver)["encryption-data-key"] == "workflow:incident-A"
-    assert meta(archiver)["encryption-key-id"] == meta(incident)["encryption-key-id"]
-    other = await seal(dc, "x", "archive-report-1")
-    assert meta(other)["encryption-data-key"] == "workflow:archive-report-1"
-    assert await dc.decode([archiver, other]) == ["x", "x"]
-
-
 # --- keys: the file, configuration, switching off -------------------------------------------
 
 

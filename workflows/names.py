@@ -66,13 +66,3 @@ def incident_id_of(workflow_id: str) -> str | None:
 def archive_workflow_id(workflow_id: str, run_id: str) -> str:
     """One archiver per closing run, so re-archiving after a reset never collides."""
     return f"archive-{workflow_id}-{run_id}"
-
-
-def archived_workflow_id(archive_id: str) -> str | None:
-    """The incident workflow an archiver's id names (``archive_workflow_id`` read back: run ids
-    are 36-character UUIDs), or None for any other id."""
-    body = archive_id.removeprefix("archive-")
-    workflow_id, dash, run_id = body[:-37], body[-37:-36], body[-36:]
-    if body == archive_id or dash != "-" or run_id.count("-") != 4:
-        return None
-    return workflow_id if workflow_id.startswith("incident-") else None
