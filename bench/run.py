@@ -71,21 +71,25 @@ BENCH_PLAYBOOK = Playbook.model_validate({
 
 
 EXPLANATION = """Why the engine still does about 2.5x the CPU of the plain workflow per incident
-(profiled with py-spy over `make bench`, and by counting history events). Since lean bookkeeping
-(`workflow.patched("lean-bookkeeping")`) the server round trips are nearly those of the plain
-workflow: the records batches, the roster's on-call answer, the engine's notifications and the
-archive start run as local activities (a marker each, no task of their own), a batch carries
-what the records read (`records_view`) instead of the whole state, and search attributes set at
-start are not upserted again. What remains is work the plain workflow does not do at all: of the worker
-process's busy samples about a quarter are the audit trail itself (`records/chain.py`: the
-hash-chained audit rows, the projection and SLA outcomes in one SQLite transaction, and a signed
-checkpoint appended after every batch), a third are workflow activations (the SDK's payload
-visitors and per-payload serialization context, the sandbox, pydantic models of a state that holds
-the whole playbook) and the rest activity plumbing, the archive (the closed run's history fetched
-and stored) and the load generator. The dev server's extra CPU follows the bytes: the incident's
-input carries its playbook snapshot, each marker echoes the timeline entries it recorded (so the
-timeline rebuilds from the history alone), and sealed payloads are larger. On a machine where the
-worker, the server and the load generator share 2 cores, that CPU is the throughput."""
+(profiled with py-spy over the engine side of this bench, and by counting history events).
+Since lean bookkeeping (`workflow.patched("lean-bookkeeping")`) the server round trips are
+nearly those of the plain workflow: the records batches, the roster's on-call answer, the
+engine's notifications and the archive start run as local activities (a marker each, no task of
+their own), a batch carries what the records read (`records_view`) instead of the whole state,
+and search attributes set at start are not upserted again. What remains is work the plain
+workflow does not do at all. Of the worker process's busy samples about a quarter is the audit
+trail itself (`records/chain.py`: hash-chained audit rows, the projection, SLA outcomes and the
+board in one transaction, then a signed checkpoint appended and fsynced; one flush per batch and
+one query for the SLA outcomes since this run's predecessor cut it by about 15%), about a third
+is the SDK's workflow-task machinery (activations handed between threads, payload visitors and
+per-payload serialization context, the sandbox), a tenth sealing and opening payloads, and the
+rest activity plumbing, the archive (a workflow per closed run that fetches and stores its
+history) and the load generator. The dev server's extra CPU follows events and bytes: sealed
+payloads carry their key names, the input carries the playbook snapshot and each records marker
+echoes the entries it wrote (so the timeline rebuilds from the history alone); compressing
+payloads of 256 bytes or more before sealing took the sealed history from 17.7 to about 14 KB.
+On a machine where the worker, the server and the load generator share 2 cores, that CPU is the
+throughput."""
 
 
 NEXT_STEP: dict[str, float] = {}  # workflow id -> when the step after the approval started
