@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -197,3 +198,19 @@ async def timeline(client: Client, incident_id: str) -> list[TimelineEntry]:
         earlier = await asyncio.to_thread(entries_before, incident_id, current[0].seq)
         return [*earlier, *current]
     return current
+
+
+async def task_completed_after(
+    client: Client, workflow_id: str, run_id: str, event_id: int
+) -> None:
+    """Return once the run has completed a workflow task after ``event_id`` (a reset run's first:
+    a message sent sooner can be taken in the very task the reset re-runs, ahead of the entries
+    the old run already recorded from it, and take one of their numbers)."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    while not [
+        e
+        async for e in handle.fetch_history_events()
+        if e.event_id > event_id and e.event_type == done
+    ]:
+        await asyncio.sleep(0.05)

@@ -283,6 +283,9 @@ async def repair(
     note = CommanderRequest(actor=actor, role="ic", reason=plan.note(reason))
     try:
         async with asyncio.timeout(note_timeout):
+            await actions.task_completed_after(
+                client, now.workflow_id, response.run_id, plan.reset_to
+            )
             entry = await actions.act(client, now.incident_id, "note", note)
     except (WorkflowUpdateFailedError, NoUpdateAnswer, RPCError, TimeoutError) as err:
         why = _first_line(str(err.cause if isinstance(err, WorkflowUpdateFailedError) else err))
