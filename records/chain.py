@@ -21,6 +21,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from records import checkpoints
@@ -96,19 +97,23 @@ def write_batch(
         head = s.get(AuditHead, 1)
         assert head is not None
         seqs = [e.seq for e in batch.entries]
-        stored = s.exec(
-            select(AuditRow.seq, AuditRow.at, AuditRow.action, AuditRow.actor, AuditRow.step).where(
-                AuditRow.incident_id == batch.incident_id, col(AuditRow.seq).in_(seqs)
-            )
+        stored = s.execute(
+            sa_select(
+                col(AuditRow.seq),
+                col(AuditRow.at),
+                col(AuditRow.action),
+                col(AuditRow.actor),
+                col(AuditRow.step),
+            ).where(col(AuditRow.incident_id) == batch.incident_id, col(AuditRow.seq).in_(seqs))
         ).all()
-        existing = {row.seq for row in stored}
+        existing = {seq for seq, *_ in stored}
         incoming = {e.seq: (e.kind, e.actor, e.step) for e in batch.entries}
         # The same entry stamped again keeps its first time; another entry under the same seq
         # (a run reset to before it was written) is no redelivery: its time is not the workflow's.
         kept = {
-            row.seq: iso(row.at)
-            for row in stored
-            if incoming.get(row.seq) == (row.action, row.actor, row.step)
+            seq: iso(at)
+            for seq, at, action, actor, step in stored
+            if incoming.get(seq) == (action, actor, step)
         }
         prev_incident = _incident_tip(s, batch.incident_id)
         written, last_seq = 0, -1
