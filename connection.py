@@ -12,19 +12,54 @@ the one way a short-lived process that used a Temporal client ends.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from typing import Self
 
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    SerializationContext,
+)
 from temporalio.service import TLSConfig
 
 from encryption.codec import EncryptionCodec, Keys, shared_keys
 from process import exit_process as exit_process  # every process ends the same way
 from settings import Settings, get_settings
+
+
+class SealedDataConverter(DataConverter):
+    """A data converter whose contexts are made once per data key.
+
+    The worker asks for a converter in the context of each payload it visits (every activity's
+    arguments and result, every marker), and the SDK builds a new one each time: a new payload
+    converter and its type caches. Only the codec depends on the context, through the workflow
+    whose key seals it (pydantic's converters take none), so one converter per key scope serves
+    every context of that scope. A bounded number are kept (``KEPT``), then the oldest go.
+    """
+
+    KEPT = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "_by_scope", {})
+
+    def with_context(self, context: SerializationContext) -> Self:
+        codec = self.payload_codec
+        if not isinstance(codec, EncryptionCodec):
+            return super().with_context(context)
+        scope = codec.with_context(context).scope
+        kept: dict[str | None, Self] = self._by_scope  # type: ignore[attr-defined]
+        found = kept.get(scope)
+        if found is None:
+            found = super().with_context(context)
+            if len(kept) >= self.KEPT:
+                kept.pop(next(iter(kept)), None)
+            kept[scope] = found
+        return found
 
 
 def data_converter(settings: Settings | None = None, keys: Keys | None = None) -> DataConverter:
@@ -33,8 +68,8 @@ def data_converter(settings: Settings | None = None, keys: Keys | None = None) -
     settings = settings or get_settings()
     if not settings.payload_encryption:
         return pydantic_data_converter
-    return dataclasses.replace(
-        pydantic_data_converter,
+    return SealedDataConverter(
+        payload_converter_class=pydantic_data_converter.payload_converter_class,
         payload_codec=EncryptionCodec(keys or shared_keys()),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

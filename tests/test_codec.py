@@ -249,6 +249,25 @@ async def test_a_large_payload_is_compressed_then_sealed_and_the_flag_is_bound(
         await dc.decode([sealed_bomb])
 
 
+@both
+async def test_one_converter_per_data_key_serves_every_context_of_that_workflow(
+    tmp_path, keystore_url
+):
+    """The worker asks for a converter per payload it visits; the contexts of one workflow (its
+    own, its activities') share one, sealing under that workflow's key; another gets its own."""
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
+    workflow = dc.with_context(WorkflowSerializationContext("default", "incident-A"))
+    activity = ActivitySerializationContext("default", "1", "a", "q", "incident-A", "W", False)
+    assert dc.with_context(activity) is workflow
+    other = dc.with_context(WorkflowSerializationContext("default", "incident-B"))
+    assert other is not workflow
+    [a] = await workflow.encode(["x"])
+    [b] = await other.encode(["x"])
+    assert (meta(a)["encryption-data-key"], meta(b)["encryption-data-key"]) == (
+        "workflow:incident-A", "workflow:incident-B")  # fmt: skip
+    assert await dc.decode([a, b]) == ["x", "x"]
+
+
 # --- keys: the file, configuration, switching off -------------------------------------------
 
 
