@@ -186,7 +186,7 @@ def _seal(payload: Payload, data_key: str, key_id: str, secret: bytes) -> Payloa
     }
     compression = None
     if len(plaintext) >= COMPRESS_FROM:
-        packed = zlib.compress(plaintext, 6)
+        packed = zlib.compress(plaintext, 1)  # level 6 packs about 5% smaller at 1.5x the CPU
         if len(packed) + len(META_COMPRESSION) + len(ZLIB) + 4 < len(plaintext):
             plaintext, compression = packed, ZLIB
             metadata[META_COMPRESSION] = ZLIB
