@@ -208,9 +208,7 @@ async def task_completed_after(
     the old run already recorded from it, and take one of their numbers)."""
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    while not [
-        e
-        async for e in handle.fetch_history_events()
-        if e.event_id > event_id and e.event_type == done
-    ]:
-        await asyncio.sleep(0.05)
+    # One read of the history that long-polls for new events, not a re-read every few ms.
+    async for event in handle.fetch_history_events(wait_new_event=True):
+        if event.event_id > event_id and event.event_type == done:
+            return
