@@ -31,13 +31,23 @@ class Settings(BaseSettings):
     temporal_tls_client_key: Path | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = "critical-response"
-    # Workflows a worker keeps in memory between tasks. 0 (the default): every workflow task
-    # replays the incident's history from scratch. With a cache, a status query answered on a
-    # new worker after a worker died can advance a cached run with an activity result no task
-    # had processed, and the next task then records commands in an order its own replay does not
-    # reproduce: the incident freezes (issue 8, item 2; tests/test_kill_replay.py shows it). The
-    # price is CPU per task, growing with history length (continue-as-new keeps it bounded).
-    workflow_cache_size: int = 0
+    # Workflows a worker keeps in memory between tasks, so a task does not replay the incident's
+    # history (an LRU: a workflow pushed out replays at its next task). About 170 KB of worker
+    # memory each (`make bench-scale`: 750 MB with 4,000 cached). 0 replays every task.
+    # A cached worker forgets a workflow as soon as it has answered a query of its own (not one
+    # riding a workflow task): such a query can find the run in no cache, and the worker then
+    # rebuilds it from a history that holds events no task has processed yet, and would keep that
+    # run; the next task then recorded commands its own replay does not reproduce (issue 8,
+    # item 2; ``worker.ForgetAfterLoneQuery``, tests/test_kill_replay.py).
+    workflow_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    # The engine's own calls (records, roster, notifications, the archive's start) as local
+    # activities: a marker each in the task that needs them, no task of their own. Off by
+    # default, and only ever with a cache: a run rebuilt for a lone query *runs* the local
+    # activities the unprocessed events lead to before the worker forgets it (measured in
+    # tests/test_kill_replay.py), so a notification could go out twice and the records could
+    # take a batch the real run never writes. Activities are only sent when a real task
+    # completes.
+    local_calls: bool = False
     # A workflow task taken by a worker that then dies is retried elsewhere after this long (the
     # server's default, 10 s, stalled every incident a killed worker held for 10 s; at 5 s the
     # chaos harness measured stalls of 5.1-6.5 s, the timeout plus the retry's replay). With no
@@ -176,6 +186,11 @@ class Settings(BaseSettings):
     assist_chat_timeout_seconds: float = 10.0
     # How long intake waits for a suggestion before it opens with its routing rules alone.
     assist_intake_budget_seconds: float = 2.0
+
+    @property
+    def effective_local_calls(self) -> bool:
+        """Local activities need a worker that keeps the workflow between activations."""
+        return self.local_calls and self.workflow_cache_size > 0
 
     @property
     def effective_salesforce_url(self) -> str:

@@ -45,7 +45,7 @@ from stack.devserver import (
     stop_process,
     wait_for_client,
 )
-from worker import workflow_runner
+from worker import workflow_runner, workflow_worker
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.models import ActionResult, ApprovalRequest, IncidentInput
@@ -161,13 +161,23 @@ def _since(t0: float, workflow_id: str) -> tuple[float, float]:
 Runner = Callable[[int], Awaitable[tuple[float, float]]]
 
 
-def engine_runner(client: Client, queue: str, run_id: str) -> Runner:
+def engine_runner(local_calls: bool) -> Callable[[Client, str, str], Runner]:
+    """Incidents as the front door opens them, with the engine's own calls as activities (the
+    project's default) or as local activities (``settings.local_calls``)."""
+
+    def runner(client: Client, queue: str, run_id: str) -> Runner:
+        return _engine_runner(client, queue, run_id, local_calls)
+
+    return runner
+
+
+def _engine_runner(client: Client, queue: str, run_id: str, local_calls: bool) -> Runner:
     playbook_hash = content_hash(BENCH_PLAYBOOK)
 
     async def run_one(i: int) -> tuple[float, float]:
         inp = IncidentInput(incident_id=f"bench-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev1", summary="bench",
-                            opened_by="bench.ic", local_calls=True)  # fmt: skip
+                            opened_by="bench.ic", local_calls=local_calls)  # fmt: skip
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id),
                                              search_attributes=search_attributes(inp))  # fmt: skip
@@ -192,7 +202,7 @@ async def open_to_first_step(client: Client, queue: str, run_id: str, samples: i
     for i in range(samples):
         inp = IncidentInput(incident_id=f"first-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev0", summary="bench",
-                            opened_by="bench.ic", local_calls=True)  # fmt: skip
+                            opened_by="bench.ic")  # fmt: skip
         t0 = time.perf_counter()
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id))  # fmt: skip
@@ -243,7 +253,7 @@ async def history_shape(client: Client, workflow_id: str) -> dict[str, int]:
 
 
 def write_results(rows: list[dict[str, Any]], first_step: float) -> str:
-    engine, unsealed, plain = rows
+    engine, local, unsealed, plain = rows
     codec_rate = 100 * (engine["rate"] / unsealed["rate"] - 1)
     codec_p50 = engine["p50"] - unsealed["p50"]
     cpu = {id(r): r["cpu_own"] + r["cpu_server"] for r in rows}
@@ -261,7 +271,9 @@ def write_results(rows: list[dict[str, Any]], first_step: float) -> str:
         *(f"| {r['label']} | {r['rate']:.1f} | {r['next_p50']:.0f} | {r['next_p99']:.0f} | "
           f"{r['p50']:.0f} | {r['p99']:.0f} | {r['elapsed']:.1f} |" for r in rows),
         "", f"Ratio engine/plain (incidents/s): **{engine['rate'] / plain['rate']:.2f}**; "
-        f"approval-to-next-step p50: **{engine['next_p50'] / plain['next_p50']:.2f}x** plain.", "",
+        f"approval-to-next-step p50: **{engine['next_p50'] / plain['next_p50']:.2f}x** plain; "
+        f"with local calls **{local['rate'] / plain['rate']:.2f}** and "
+        f"**{local['next_p50'] / plain['next_p50']:.2f}x**.", "",
         f"Payload encryption (AES-256-GCM, a data key per incident; same run, same engine): "
         f"**{codec_rate:+.0f}%** incidents/s, **{codec_p50:+.0f} ms** approval-to-done p50 "
         "(sealed minus plain payloads; the plain Temporal workflow runs unsealed).", "",
@@ -278,7 +290,7 @@ def write_results(rows: list[dict[str, Any]], first_step: float) -> str:
         *(f"| {r['label']} | {r['shape']['events']} | {r['shape']['workflow_tasks']} | "
           f"{r['shape']['activities']} | {r['shape']['bytes']} |" for r in rows),
         "", "Replay with today's code of the histories just produced (`incident audit replay`, "
-        "and every workflow task of a worker with no workflow cache):", "",
+        "and every workflow task of a run that is in no cache):", "",
         "| workflow | histories | histories/s | history events/s |", "|---|---|---|---|",
         *(f"| {r['label']} | {r['replay']['histories']} | {r['replay']['per_second']:.0f} | "
           f"{r['replay']['events_per_second']:.0f} |" for r in rows),
@@ -317,19 +329,23 @@ async def main_async() -> None:
             engine_activities: list[Any] = [*records.ACTIVITIES, noop]
             engine_side = ([IncidentWorkflow, ArchiveIncidentWorkflow], engine_activities)
             for label, client, (workflows, activities), runner in (
-                ("engine (IncidentWorkflow)", sealed, engine_side, engine_runner),
-                ("engine, payloads not sealed", unsealed, engine_side, engine_runner),
+                ("engine (IncidentWorkflow)", sealed, engine_side, engine_runner(False)),
+                ("engine, local calls", sealed, engine_side, engine_runner(True)),
+                ("engine, payloads not sealed", unsealed, engine_side, engine_runner(False)),
                 ("plain Temporal workflow", unsealed, ([PlainIncidentWorkflow], [noop]),
                  plain_runner),
             ):  # fmt: skip
                 queue = f"bench-{uuid.uuid4().hex[:6]}"
-                # The engine runs in the project's sandbox (worker.workflow_runner), with the
-                # SDK's default workflow cache on both sides: the engine's local calls need one
-                # (settings.workflow_cache_size says why the project's workers default to none).
-                sandbox = workflow_runner() if "engine" in label else SandboxedWorkflowRunner()
-                workers = [Worker(client, task_queue=q, workflows=w, activities=activities,
-                                  workflow_runner=sandbox)
-                           for q, w in ((queue, workflows), (salesforce_queue(queue), []))]  # fmt: skip
+                # The engine runs on the project's workflow worker (its sandbox, its cache and
+                # the forgetting after a lone query); the plain workflow on the SDK's defaults.
+                if "engine" in label:
+                    main = workflow_worker(client, get_settings(), task_queue=queue,
+                                           workflows=workflows, activities=activities)  # fmt: skip
+                else:
+                    main = Worker(client, task_queue=queue, workflows=workflows,
+                                  activities=activities)  # fmt: skip
+                workers = [main, Worker(client, task_queue=salesforce_queue(queue),
+                                        activities=activities)]  # fmt: skip
                 async with workers[0], workers[1]:
                     side = f"{run_id}{len(rows)}"  # ids of their own for each side
                     await measure(label, runner(client, queue, f"warm{side}"), server_cpu)
@@ -339,7 +355,10 @@ async def main_async() -> None:
                     row["shape"] = await history_shape(client, shape_of)
                     ids = [shape_of.replace(f"{side}-0", f"{side}-{i}") for i in range(INCIDENTS)]
                     row["replay"] = await replay_rate(
-                        await fetch_histories(client, ids), workflows, client, sandbox
+                        await fetch_histories(client, ids),
+                        workflows,
+                        client,
+                        workflow_runner() if "engine" in label else SandboxedWorkflowRunner(),
                     )
                     rows.append(row)
                     if label.startswith("engine ("):

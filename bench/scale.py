@@ -14,7 +14,7 @@ Measured, from what the records hold (``records/``: the audit log's times are in
 - `incident list --open` (the first 100, by search attributes) and `incident report` latency
   once every incident waits on Legal.
 
-The dev server (SQLite, one writer), the workers (``python -m worker``, no workflow cache) and the
+The dev server (SQLite, one writer), the workers (``python -m worker``, the project's workflow cache) and the
 load generator share the machine: the figures say where the limit is on it, not on a cluster.
 """
 
@@ -148,6 +148,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Figures:
         "CR_PLAYBOOKS_DIR": str(playbooks), "CR_TASK_QUEUE": f"scale-{uuid.uuid4().hex[:6]}",
         "CR_SANDBOX_PORT": str(free_port()), "CR_SANDBOX_STATE_FILE": ":memory:",
         "CR_WORKFLOW_CACHE_SIZE": str(args.cache),  # workers, and the opener's local_calls
+        "CR_LOCAL_CALLS": "true" if args.local_calls else "false",
     }  # fmt: skip
     os.environ.update(env)
     get_settings.cache_clear()
@@ -291,7 +292,9 @@ def table(rows: list[Figures], args: argparse.Namespace) -> str:
     def s(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    cache = f" --cache {args.cache}" if args.cache else ""
+    default_cache = Settings.model_fields["workflow_cache_size"].default
+    cache = f" --cache {args.cache}" if args.cache != default_cache else ""
+    cache += " --local-calls" if args.local_calls else ""
     paced = f", at most {args.rate:g} a second" if args.rate else ""
     rate = f" --rate {args.rate:g}" if args.rate else ""
     lines = [
@@ -299,8 +302,9 @@ def table(rows: list[Figures], args: argparse.Namespace) -> str:
         "",
         f"Load: {args.incidents} incidents opened {args.concurrency} at a time through the opening "
         f"service{paced}; each holds a {args.timer:g} s SLA'd timer, then waits on Legal. "
-        f"Workflow cache: {args.cache} workflows per worker (CR_WORKFLOW_CACHE_SIZE; with one, "
-        "the engine's own calls are local activities). Reproduce: `make bench-scale "
+        f"Workflow cache: {args.cache} workflows per worker (CR_WORKFLOW_CACHE_SIZE); the engine's "
+        f"own calls as {'local activities' if args.local_calls else 'activities'} "
+        "(CR_LOCAL_CALLS). Reproduce: `make bench-scale "
         f'ARGS="--incidents {args.incidents} --timer {args.timer:g}{rate} '
         f'--workers {args.workers}{cache}"`.',
         "",
@@ -335,9 +339,13 @@ def main() -> None:
         "--drain", type=float, default=600.0, help="seconds to wait after the timer"
     )
     parser.add_argument(
-        "--cache", type=int, default=0,
-        help="workflows each worker keeps cached (CR_WORKFLOW_CACHE_SIZE; the project's default, "
-        "0, replays every task: see settings.workflow_cache_size)",
+        "--cache", type=int, default=Settings.model_fields["workflow_cache_size"].default,
+        help="workflows each worker keeps cached (CR_WORKFLOW_CACHE_SIZE; 0 replays every task: "
+        "see settings.workflow_cache_size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--local-calls", action="store_true",
+        help="the engine's own calls as local activities (CR_LOCAL_CALLS; see settings.local_calls)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-log", help="copy the workers' log here")

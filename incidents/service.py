@@ -155,7 +155,7 @@ def build_input(
         fields=fields,
         opened_by=opened_by,
         calendar=calendar_from(settings),
-        local_calls=settings.workflow_cache_size > 0,  # local activities need a cached worker
+        local_calls=settings.effective_local_calls,
         continue_as_new_after_events=settings.continue_as_new_after_events,
     )
 
@@ -276,7 +276,7 @@ async def reopen_incident(
             "runs": last.state.runs + 1,
         }
     )
-    local_calls = get_settings().workflow_cache_size > 0  # today's workers, not the last run's
+    local_calls = get_settings().effective_local_calls  # today's workers, not the last run's
     inp = last.model_copy(update={"state": state, "reopen": reopen, "local_calls": local_calls})
     handle = await client.start_workflow(
         IncidentWorkflow.run,

@@ -1,13 +1,13 @@
 """Worker A of ``tests/test_kill_replay.py``: incident workflows in a process of its own, so the
 test can SIGKILL it. ``python -m tests.kill_worker_proc TARGET NAMESPACE QUEUE MODE`` where MODE is
-``project`` (the project's workflow worker options) or ``cached`` (the SDK's defaults)."""
+``unforgetful`` (the project's options on a plain ``Worker``) or another of the test's modes (the
+project's workflow worker, ``worker.workflow_worker``)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -17,16 +17,10 @@ from temporalio.worker import Worker
 
 from connection import DATA_CONVERTER
 from settings import get_settings
-from worker import workflow_worker_options
+from worker import workflow_worker, workflow_worker_options
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.models import ActionResult
-
-
-def options(mode: str) -> dict[str, Any]:
-    if mode == "project":
-        return workflow_worker_options(get_settings())
-    return {"sticky_queue_schedule_to_start_timeout": timedelta(seconds=10)}  # the SDK default
 
 
 @activity.defn(dynamic=True)
@@ -40,14 +34,14 @@ async def main() -> None:
     client = await Client.connect(target, namespace=namespace, data_converter=DATA_CONVERTER)
     workflows = [IncidentWorkflow, ArchiveIncidentWorkflow]
     # Only local activities: the test's own worker takes this queue's activity tasks.
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=workflows,
-        activities=[local],
-        no_remote_activities=True,
-        **options(mode),
-    ):
+    options: dict[str, Any] = dict(
+        task_queue=queue, workflows=workflows, activities=[local], no_remote_activities=True
+    )
+    if mode == "unforgetful":
+        worker = Worker(client, **options, **workflow_worker_options(get_settings()))
+    else:
+        worker = workflow_worker(client, get_settings(), **options)
+    async with worker:
         print("ready", flush=True)
         await asyncio.Event().wait()
 

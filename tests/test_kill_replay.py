@@ -2,22 +2,24 @@
 
 The worker holding an incident is SIGKILLed while an activity of the playbook is out and a
 decision is awaited (a parallel step: ``collect`` in one branch, Legal's approval in the other);
-the activity then completes, a `status` query arrives, then the `approve` Update. With a workflow
-cache (the SDK default), the new worker answers the query by rebuilding the run, applies the
-activity result as if live and keeps that run; the next task then records what that result led to
-(the records flush) before the Update's acceptance, while a replay of the same history handles the
-Update first: the history no longer replays and the incident's next uncached task fails. With the
-project's worker options (no workflow cache: ``worker.workflow_worker_options``) the same sequence
-replays.
+the activity then completes, a `status` query arrives, then the `approve` Update. The query comes
+alone (the run looked idle when it was sent) to the new worker, which has the run in no cache: the
+SDK rebuilds the run from a history that already holds the activity's result, applies it as if
+live, answers, and keeps that run. The next task then records what that result led to (the records
+flush) before the Update's acceptance, while a replay of the same history handles the Update
+first: the history no longer replays and the incident's next uncached task fails.
 
-(Issue 8 saw it with the approval's Slack notification out; an incident started with local calls
-(issue 11, ``IncidentInput.local_calls``) sends that notification inside the workflow task, so the
-scenario holds a playbook action instead, which every incident still calls as an activity. Each mode
-starts what the front door would for its workers: local calls only where a cache is kept, since
-local activities need one.)
+The project's workers keep a workflow cache and forget a run as soon as it has answered a query
+that came alone (``worker.ForgetAfterLoneQuery``): the next task rebuilds it from its history, and
+the history replays. Two controls show the SDK behaviour that is worked around, and fail if a
+future SDK no longer shows it:
 
-The ``cached`` case is the control: it shows the SDK behaviour the project works around, and fails
-if a future SDK no longer shows it (then the cache can be turned back on: see settings).
+- ``unforgetful``: the same cached worker without the forgetting records a history its own replay
+  cannot reproduce (with local calls, where the rebuilt run's records batch is already a marker
+  of the next task; ``local`` shows the forgetting makes that history replay);
+- ``local``: with the engine's own calls as local activities (``settings.local_calls``), the
+  rebuilt run *runs* the records batch the unprocessed result leads to while the query is
+  answered, before any task: why local calls are off by default.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -42,7 +45,7 @@ from connection import DATA_CONVERTER
 from playbooks.operations import salesforce_queue
 from settings import get_settings
 from tests.engine_support import incident_input, playbook
-from worker import workflow_worker_options
+from worker import workflow_worker, workflow_worker_options
 from workflows.archive import ArchiveIncidentWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.models import ActionResult, ApprovalRequest, CommanderRequest
@@ -60,10 +63,13 @@ class HeldAction:
 
     def __init__(self) -> None:
         self.tokens: asyncio.Queue[bytes] = asyncio.Queue()
+        self.local_runs: list[str] = []  # local activities run by the test's worker, in order
 
     def activity(self) -> Any:
         @activity.defn(dynamic=True)
         async def stand_in(args: Sequence[RawValue]) -> ActionResult:
+            if activity.info().is_local:
+                self.local_runs.append(activity.info().activity_type)
             if activity.info().activity_type == HELD and not activity.info().is_local:
                 self.tokens.put_nowait(activity.info().task_token)
                 activity.raise_complete_async()
@@ -72,7 +78,13 @@ class HeldAction:
         return stand_in
 
 
-async def run_scenario(dev_env: Any, mode: str) -> str | None:
+@dataclass
+class Outcome:
+    replay_failure: str | None
+    local_runs_while_queried: list[str]  # local activities run before the query was answered
+
+
+async def run_scenario(dev_env: Any, mode: str) -> Outcome:
     client = dev_env.client
     queue = f"kill-{mode}-{uuid.uuid4().hex[:6]}"
     held = HeldAction()
@@ -83,7 +95,7 @@ async def run_scenario(dev_env: Any, mode: str) -> str | None:
                                          "roles": ["legal"]}]},
         ]},
         {"id": "send", "kind": "action", "activity": "case.disclose"},
-    ]), local_calls=mode == "cached")  # fmt: skip
+    ]), local_calls=mode in ("local", "unforgetful"))  # fmt: skip
     stand_in = held.activity()
     async with (
         Worker(client, task_queue=queue, activities=[stand_in]),
@@ -104,28 +116,28 @@ async def run_scenario(dev_env: Any, mode: str) -> str | None:
         finally:
             os.killpg(worker_a.pid, signal.SIGKILL)
             worker_a.wait()
-        options = workflow_worker_options(get_settings()) if mode == "project" else {}
         workflows = [IncidentWorkflow, ArchiveIncidentWorkflow]
-        # The engine's own calls (records, roster, notifications) run as local activities
-        # on the worker that runs the workflow.
-        local = [stand_in]
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=workflows,
-            activities=local,
-            no_remote_activities=True,
-            **options,
-        ):
+        # The engine's own calls (records, roster, notifications) run as local activities on
+        # the worker that runs the workflow when the incident asks for local calls.
+        options: dict[str, Any] = dict(task_queue=queue, workflows=workflows,
+                                       activities=[stand_in], no_remote_activities=True)  # fmt: skip
+        if mode == "unforgetful":
+            worker_b = Worker(client, **options, **workflow_worker_options(get_settings()))
+        else:
+            worker_b = workflow_worker(client, get_settings(), **options)
+        async with worker_b:
             query = asyncio.create_task(
                 handle.query(IncidentWorkflow.status, rpc_timeout=timedelta(seconds=40))
             )
             action = client.get_async_activity_handle(task_token=token)
-            for _ in range(6):  # 3 s, heartbeating as a live activity would
+            # The query waits for the dead worker's sticky queue (``worker.STICKY_TIMEOUT``, 2 s)
+            # before the server sends it to the shared queue: the result lands meanwhile.
+            for _ in range(2):  # 1 s, heartbeating as a live activity would
                 await action.heartbeat()
                 await asyncio.sleep(0.5)
             await action.complete(ActionResult(detail="collected"))
             await query
+            while_queried = list(held.local_runs)
             update = await handle.start_update(
                 IncidentWorkflow.approve,
                 ApprovalRequest(step_id="disclose", actor="lena", role="legal", reason="ok"),
@@ -141,15 +153,29 @@ async def run_scenario(dev_env: Any, mode: str) -> str | None:
     result = await Replayer(workflows=workflows, data_converter=DATA_CONVERTER).replay_workflow(
         history, raise_on_replay_failure=False
     )
-    return None if result.replay_failure is None else str(result.replay_failure)
+    failure = None if result.replay_failure is None else str(result.replay_failure)
+    return Outcome(failure, while_queried)
 
 
 async def test_after_a_worker_kill_the_history_replays_with_the_project_worker(dev_env):
-    assert await run_scenario(dev_env, "project") is None
+    assert get_settings().workflow_cache_size > 0  # the project's workers keep a cache
+    outcome = await run_scenario(dev_env, "project")
+    assert outcome.replay_failure is None
+    assert outcome.local_runs_while_queried == []  # the engine's calls are activities
 
 
-async def test_control_a_cached_worker_records_what_its_replay_cannot_reproduce(dev_env):
-    failure = await run_scenario(dev_env, "cached")
+async def test_control_a_cached_worker_that_keeps_a_rebuilt_run_records_what_cannot_replay(
+    dev_env,
+):
+    failure = (await run_scenario(dev_env, "unforgetful")).replay_failure
     assert failure is not None and "Nondeterminism" in failure, (
-        "the SDK no longer shows the defect: the workflow cache can be turned back on"
+        "the SDK no longer shows the defect: ForgetAfterLoneQuery may go (see its docstring)"
+    )
+
+
+async def test_control_a_run_rebuilt_for_a_query_runs_its_local_activities(dev_env):
+    outcome = await run_scenario(dev_env, "local")
+    assert outcome.replay_failure is None  # forgotten, so rebuilt by the next task
+    assert "records.append" in outcome.local_runs_while_queried, (
+        "the SDK no longer runs local activities for a query: settings.local_calls could be on"
     )

@@ -211,7 +211,7 @@ class IncidentInput(BaseModel):
     # start) as local activities inside the workflow task (issue 11). Only for workers that keep
     # a workflow cache: the SDK cancels a run's local activities whenever it evicts the run, and
     # with no cache that is any task that overlaps another (the front door sets it from
-    # settings.workflow_cache_size).
+    # settings.effective_local_calls, off by default: see settings.local_calls).
     local_calls: bool = False
     # A triage suggestion and the person's choice, recorded after ``opened`` (workflows/triage.py).
     triage: TriageNote | None = None
