@@ -93,7 +93,11 @@ throughput."""
 
 
 NEXT_STEP: dict[str, float] = {}  # workflow id -> when the step after the approval started
-QUERIES = [0]  # status queries the load generator sent (it polls for the pending approval)
+FIRST_STEP: dict[str, float] = {}  # workflow id -> when the engine's first step started
+# The engine tells Legal it is asked (its notification); the load generator answers then, as Legal
+# would. The plain workflow tells no one: the load generator polls it with a query.
+ASKED: dict[str, asyncio.Event] = {}
+QUERIES = [0]  # status queries the load generator sent (it polls the plain workflow)
 
 
 @activity.defn(dynamic=True)
@@ -103,9 +107,18 @@ async def noop(args: Sequence[RawValue]) -> ActionResult:
         info.activity_type == "bench.noop"
         and str(activity.payload_converter().from_payload(args[0].payload)).endswith(":produce")
     )
+    workflow_id = info.workflow_id or ""
     if produce:
-        NEXT_STEP.setdefault(info.workflow_id or "", time.perf_counter())
+        NEXT_STEP.setdefault(workflow_id, time.perf_counter())
+    elif info.activity_type == "salesforce.upsert_case":
+        FIRST_STEP.setdefault(workflow_id, time.perf_counter())
+    elif info.activity_type == "notify.slack" and b'"approval:legal"' in args[0].payload.data:
+        asked(workflow_id).set()
     return ActionResult(detail="ok")
+
+
+def asked(workflow_id: str) -> asyncio.Event:
+    return ASKED.setdefault(workflow_id, asyncio.Event())
 
 
 def cpu_seconds(server: psutil.Process) -> tuple[float, float]:
@@ -181,11 +194,8 @@ def _engine_runner(client: Client, queue: str, run_id: str, local_calls: bool) -
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id),
                                              search_attributes=search_attributes(inp))  # fmt: skip
-
-        async def awaiting() -> bool:
-            return bool((await handle.query(IncidentWorkflow.status)).pending_approvals)
-
-        await _until(awaiting)
+        await asked(handle.id).wait()  # Legal is told (the engine's notification)
+        ASKED.pop(handle.id)
         t0 = time.perf_counter()
         await handle.execute_update(IncidentWorkflow.approve, ApprovalRequest(
             step_id="legal", actor="bench.legal", role="legal", reason="bench"))  # fmt: skip
@@ -196,7 +206,8 @@ def _engine_runner(client: Client, queue: str, run_id: str, local_calls: bool) -
 
 
 async def open_to_first_step(client: Client, queue: str, run_id: str, samples: int = 20) -> float:
-    """Median seconds from the open call to the first step running, one incident at a time."""
+    """Median seconds from the open call to the first step's activity running, one incident at a
+    time."""
     playbook_hash = content_hash(BENCH_PLAYBOOK)
     times = []
     for i in range(samples):
@@ -206,12 +217,9 @@ async def open_to_first_step(client: Client, queue: str, run_id: str, samples: i
         t0 = time.perf_counter()
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id))  # fmt: skip
-
-        async def started(h: Any = handle) -> bool:
-            return bool((await h.query(IncidentWorkflow.status)).active_steps)
-
-        await _until(started)
-        times.append(time.perf_counter() - t0)
+        while handle.id not in FIRST_STEP:
+            await asyncio.sleep(0.002)
+        times.append(FIRST_STEP.pop(handle.id) - t0)
     return statistics.median(times)
 
 
@@ -294,8 +302,8 @@ def write_results(rows: list[dict[str, Any]], first_step: float) -> str:
         "| workflow | histories | histories/s | history events/s |", "|---|---|---|---|",
         *(f"| {r['label']} | {r['replay']['histories']} | {r['replay']['per_second']:.0f} | "
           f"{r['replay']['events_per_second']:.0f} |" for r in rows),
-        "", f"Open to first step running (engine, median of 20, one at a time, polled every "
-        f"10 ms): **{first_step * 1000:.0f} ms**.", "", EXPLANATION,
+        "", f"Open to first step running (engine, median of 20, one at a time, to its activity "
+        f"starting): **{first_step * 1000:.0f} ms**.", "", EXPLANATION,
     ])  # fmt: skip
     RESULTS.write_text(text)
     return text
