@@ -132,7 +132,7 @@ def workflow_worker(client: Client, settings: Settings, **options: Any) -> Worke
     forgetting its cache needs; ``options`` are the rest of ``Worker``'s arguments."""
     forget = ForgetAfterLoneQuery()
     options["interceptors"] = [*options.get("interceptors", []), forget]
-    worker = Worker(client, **options, **workflow_worker_options(settings))
+    worker = Worker(client, **(workflow_worker_options(settings) | options))
     forget.bind(worker)
     return worker
 

@@ -26,7 +26,7 @@ from temporalio.api.common.v1 import Payloads
 from api import authz
 from api.errors import Unauthenticated
 from api.routes import playbook_of
-from encryption.codec import WORKFLOW, EncryptionCodec, Keys, is_sealed
+from encryption.codec import WORKFLOW, EncryptionCodec, Keys, data_key_of, is_sealed
 from incidents.service import InvalidRequest
 from records.purge import purged
 from settings import Settings
@@ -115,7 +115,7 @@ async def decode(request: Request) -> Response:
     seen: dict[str, bool] = {}
     opened, scopes = [], set()
     for payload in payloads.payloads:
-        scope = payload.metadata.get("encryption-data-key", b"").decode(errors="replace")
+        scope = data_key_of(payload)
         if is_sealed(payload) and await _may_open(request, who, scope, seen):
             payload = (await asyncio.to_thread(codec.decode_sync, [payload]))[0]
             scopes.add(scope)

@@ -70,26 +70,29 @@ BENCH_PLAYBOOK = Playbook.model_validate({
 })  # fmt: skip
 
 
-EXPLANATION = """Why the engine still does about 2.5x the CPU of the plain workflow per incident
+EXPLANATION = """Why the engine still does about 2-2.5x the CPU of the plain workflow per incident
 (profiled with py-spy over the engine side of this bench, and by counting history events).
-Since lean bookkeeping (`workflow.patched("lean-bookkeeping")`) the server round trips are
-nearly those of the plain workflow: the records batches, the roster's on-call answer, the
-engine's notifications and the archive start run as local activities (a marker each, no task of
-their own), a batch carries what the records read (`records_view`) instead of the whole state,
-and search attributes set at start are not upserted again. What remains is work the plain
-workflow does not do at all. Of the worker process's busy samples about a quarter is the audit
-trail itself (`records/chain.py`: hash-chained audit rows, the projection, SLA outcomes and the
-board in one transaction, then a signed checkpoint appended and fsynced; one flush per batch and
-one query for the SLA outcomes since this run's predecessor cut it by about 15%), about a third
-is the SDK's workflow-task machinery (activations handed between threads, payload visitors and
-per-payload serialization context, the sandbox), a tenth sealing and opening payloads, and the
-rest activity plumbing, the archive (a workflow per closed run that fetches and stores its
-history) and the load generator. The dev server's extra CPU follows events and bytes: sealed
-payloads carry their key names, the input carries the playbook snapshot and each records marker
-echoes the entries it wrote (so the timeline rebuilds from the history alone); compressing
-payloads of 256 bytes or more before sealing took the sealed history from 17.7 to about 14 KB.
-On a machine where the worker, the server and the load generator share 2 cores, that CPU is the
-throughput."""
+The engine runs as the project's workers run it: a workflow cache that forgets a run after a
+query that came alone (`worker.ForgetAfterLoneQuery`), and the engine's own calls (records
+batches, the roster's on-call answer, its notifications, the archive's start) as activities,
+each with a task of its own: 10 activities and 11 workflow tasks against the plain workflow's 4
+and 6. As local activities (`CR_LOCAL_CALLS`, the "local calls" row) they are a marker each and
+the round trips are nearly the plain workflow's; they are off by default because a run rebuilt
+for a lone query runs them (`tests/test_kill_replay.py`). A batch carries what the records read
+(`records_view`) instead of the whole state, and search attributes set at start are not
+upserted again. What remains is work the plain workflow does not do at all. Of the worker
+process's busy samples about a quarter is the audit trail itself (`records/chain.py`:
+hash-chained audit rows, the projection, SLA outcomes and the board in one transaction, then a
+signed checkpoint appended and fsynced), about a third the SDK's workflow-task machinery
+(activations handed between threads, payload visitors and per-payload serialization context,
+the sandbox), a tenth sealing and opening payloads, and the rest activity plumbing and the
+archive (a workflow per closed run that fetches and stores its history). The dev server's extra
+CPU follows events and bytes: sealed payloads carry their key names, the input carries the
+playbook snapshot and each records call echoes the entries it wrote (so the timeline rebuilds
+from the history alone); payloads of 256 bytes or more are compressed before sealing. On a
+machine where the worker, the server and the load generator share 2 cores, that CPU is the
+throughput. The load generator answers when the engine tells Legal (its notification), as Legal
+would; the plain workflow tells no one and is polled with a status query."""
 
 
 NEXT_STEP: dict[str, float] = {}  # workflow id -> when the step after the approval started

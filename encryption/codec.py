@@ -3,20 +3,24 @@
 A payload that belongs to a workflow (the serialization context names its workflow id: start
 input, Updates, signals, queries, activity arguments and results, child workflows, failures)
 is sealed under that workflow's data key (``keystore.py``); one that belongs to none (a
-standalone activity, a Nexus call) under the newest master key itself. The sealed payload's
-metadata says how to open it:
+standalone activity, a Nexus call) under the newest master key itself (AES-256-GCM). The sealed
+payload's metadata says how to open it in two entries:
 
-- ``encoding``: ``binary/encrypted``; ``encryption-cipher``: ``AES-256-GCM``
-- ``encryption-data-key``: ``workflow:<workflow id>`` or ``global``
-- ``encryption-key-id``: the data key's id, or the master key's for ``global``
-- ``encryption-compression``: ``zlib`` when the plaintext was compressed before sealing (a
+- ``encoding``: ``binary/encrypted``
+- ``encryption``: ``<format> <key id> <data key>``, where the data key is ``workflow:<workflow
+  id>`` or ``global``, the key id the data key's (or the master key's, for ``global``), and the
+  format ``2`` followed by flags: ``z`` when the plaintext was compressed before sealing (a
   payload of ``COMPRESS_FROM`` bytes or more that shrinks: an incident's playbook snapshot, the
-  timeline entries a records marker echoes); absent otherwise, and on every payload sealed before
+  timeline entries a records call echoes), ``j`` when the plaintext is the payload's data alone
+  and its metadata was exactly ``encoding: json/plain`` (the data converter's usual payload).
 
-The original payload (its metadata too) is the plaintext; the fields above are bound to it as
-associated data, so a payload cannot be moved to another key nor lose its compression flag. A
-payload that is not sealed (recorded histories, data from before encryption) passes through
-``decode`` unchanged. Compressing before sealing makes a payload's sealed length depend on its
+The original payload is the plaintext; the ``encryption`` entry is bound to it as associated
+data, so a payload cannot be moved to another key nor lose a flag. Payloads sealed before this
+format (issue 11: about 95 bytes more per payload, the bulk of a sealed history's overhead) named
+each field in an entry of its own (``encryption-cipher``, ``encryption-data-key``,
+``encryption-key-id``, ``encryption-compression``) and open as they always did. A payload that is
+not sealed (recorded histories, data from before encryption) passes through ``decode``
+unchanged. Compressing before sealing makes a payload's sealed length depend on its
 content; whoever can read the history already sees every payload's length and the events around
 it, so what it adds is small next to the history bytes and server writes it saves (issue 11).
 
@@ -46,11 +50,17 @@ from encryption.master import MasterKeys, SealError, seal, unseal
 from settings import get_settings
 
 ENCODING = b"binary/encrypted"
-META_COMPRESSION = "encryption-compression"
+META_SEAL = "encryption"  # "<format> <key id> <data key>"
+FORMAT = "2"
+COMPRESSED = "z"  # flags after the format
+DATA_ONLY = "j"
+JSON_PLAIN = {"encoding": b"json/plain"}
 ZLIB = b"zlib"
 COMPRESS_FROM = 256  # bytes of plaintext: below this, zlib's header costs more than it saves
 MAX_PLAINTEXT = 8 * 1024 * 1024  # a compressed payload opens to at most this (no zip bombs)
+# The first format's metadata, still opened.
 CIPHER = b"AES-256-GCM"
+META_COMPRESSION = "encryption-compression"
 META_CIPHER = "encryption-cipher"
 META_KEY_ID = "encryption-key-id"
 META_DATA_KEY = "encryption-data-key"
@@ -67,8 +77,32 @@ def is_sealed(payload: Payload) -> bool:
 
 
 def _aad(data_key: str, key_id: str, compression: bytes | None = None) -> bytes:
+    """The first format's associated data."""
     bound = f"critical-response payload\n{data_key}\n{key_id}".encode()
     return bound if compression is None else bound + b"\n" + compression
+
+
+def _label(payload: Payload) -> tuple[str, str, str] | None:
+    """(format with flags, key id, data key) of a payload sealed in today's format, else None."""
+    raw = payload.metadata.get(META_SEAL)
+    if raw is None:
+        return None
+    parts = raw.decode(errors="replace").split(" ", 2)
+    if len(parts) != 3 or not parts[0].startswith(FORMAT):
+        raise PayloadCryptoError(f"sealed payload has a label we cannot read ({raw[:80]!r})")
+    return parts[0], parts[1], parts[2]
+
+
+def data_key_of(payload: Payload) -> str:
+    """The data key a sealed payload names (``workflow:<id>`` or ``global``), in either format;
+    "" when it names none or its label cannot be read (opening it says why)."""
+    try:
+        label = _label(payload)
+    except PayloadCryptoError:
+        return ""
+    if label is not None:
+        return label[2]
+    return payload.metadata.get(META_DATA_KEY, b"").decode(errors="replace")
 
 
 class Keys:
@@ -172,26 +206,22 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
 
 def _scope_of(payload: Payload) -> str | None:
-    data_key = payload.metadata.get(META_DATA_KEY, b"").decode(errors="replace")
+    data_key = data_key_of(payload)
     return data_key.removeprefix(WORKFLOW) if data_key.startswith(WORKFLOW) else None
 
 
 def _seal(payload: Payload, data_key: str, key_id: str, secret: bytes) -> Payload:
-    plaintext = payload.SerializeToString()
-    metadata = {
-        "encoding": ENCODING,
-        META_CIPHER: CIPHER,
-        META_DATA_KEY: data_key.encode(),
-        META_KEY_ID: key_id.encode(),
-    }
-    compression = None
+    data_only = dict(payload.metadata) == JSON_PLAIN and not payload.external_payloads
+    plaintext = payload.data if data_only else payload.SerializeToString()
+    flags = FORMAT + (DATA_ONLY if data_only else "")
     if len(plaintext) >= COMPRESS_FROM:
         packed = zlib.compress(plaintext, 1)  # level 6 packs about 5% smaller at 1.5x the CPU
-        if len(packed) + len(META_COMPRESSION) + len(ZLIB) + 4 < len(plaintext):
-            plaintext, compression = packed, ZLIB
-            metadata[META_COMPRESSION] = ZLIB
+        if len(packed) + 1 < len(plaintext):
+            plaintext, flags = packed, flags + COMPRESSED
+    label = f"{flags} {key_id} {data_key}"
     return Payload(
-        metadata=metadata, data=seal(secret, plaintext, _aad(data_key, key_id, compression))
+        metadata={"encoding": ENCODING, META_SEAL: label.encode()},
+        data=seal(secret, plaintext, b"critical-response payload\n" + label.encode()),
     )
 
 
@@ -209,6 +239,25 @@ def _inflate(packed: bytes) -> bytes:
 
 
 def _open(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
+    label = _label(payload)
+    if label is None:
+        return _open_first_format(payload, ring, store)
+    flags, key_id, data_key = label
+    unknown = set(flags[len(FORMAT) :]) - {COMPRESSED, DATA_ONLY}
+    if unknown:
+        raise PayloadCryptoError(f"sealed payload has flags we do not know ({flags!r})")
+    aad = b"critical-response payload\n" + payload.metadata[META_SEAL]
+    plaintext = _unseal(payload, _secret(data_key, key_id, ring, store), aad, data_key, key_id)
+    if COMPRESSED in flags:
+        plaintext = _inflate(plaintext)
+    if DATA_ONLY in flags:
+        return Payload(metadata=JSON_PLAIN, data=plaintext)
+    opened = Payload()
+    opened.ParseFromString(plaintext)
+    return opened
+
+
+def _open_first_format(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
     data_key = payload.metadata.get(META_DATA_KEY, b"").decode(errors="replace")
     key_id = payload.metadata.get(META_KEY_ID, b"").decode(errors="replace")
     cipher = payload.metadata.get(META_CIPHER, CIPHER)
@@ -217,19 +266,27 @@ def _open(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
     compression = payload.metadata.get(META_COMPRESSION)
     if compression not in (None, ZLIB):
         raise PayloadCryptoError(f"sealed payload uses compression {compression!r}, not zlib")
+    secret = _secret(data_key, key_id, ring, store)
+    aad = _aad(data_key, key_id, compression)
+    plaintext = _unseal(payload, secret, aad, data_key, key_id)
+    opened = Payload()
+    opened.ParseFromString(_inflate(plaintext) if compression == ZLIB else plaintext)
+    return opened
+
+
+def _secret(data_key: str, key_id: str, ring: MasterKeys, store: KeyStore) -> bytes:
     if data_key == GLOBAL:
-        secret = ring.get(key_id).secret
-    elif data_key.startswith(WORKFLOW):
-        secret = store.key_for(data_key.removeprefix(WORKFLOW), key_id).secret
-    else:
-        raise PayloadCryptoError(f"sealed payload names no data key we know ({data_key!r})")
+        return ring.get(key_id).secret
+    if data_key.startswith(WORKFLOW):
+        return store.key_for(data_key.removeprefix(WORKFLOW), key_id).secret
+    raise PayloadCryptoError(f"sealed payload names no data key we know ({data_key!r})")
+
+
+def _unseal(payload: Payload, secret: bytes, aad: bytes, data_key: str, key_id: str) -> bytes:
     try:
-        plaintext = unseal(secret, payload.data, _aad(data_key, key_id, compression))
+        return unseal(secret, payload.data, aad)
     except SealError:
         raise PayloadCryptoError(
             f"a payload sealed under {data_key} key {key_id} does not open: its ciphertext or "
             "metadata was altered (AES-GCM authentication failed)"
         ) from None
-    opened = Payload()
-    opened.ParseFromString(_inflate(plaintext) if compression == ZLIB else plaintext)
-    return opened

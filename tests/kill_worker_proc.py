@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -33,12 +34,16 @@ async def main() -> None:
     target, namespace, queue, mode = sys.argv[1:5]
     client = await Client.connect(target, namespace=namespace, data_converter=DATA_CONVERTER)
     workflows = [IncidentWorkflow, ArchiveIncidentWorkflow]
-    # Only local activities: the test's own worker takes this queue's activity tasks.
+    # Only local activities: the test's own worker takes this queue's activity tasks. The sticky
+    # wait is the SDK's default (10 s), not the project's 2 s: a query sent after the kill is
+    # still waiting for this dead worker when the test completes the held activity, however busy
+    # the machine.
     options: dict[str, Any] = dict(
-        task_queue=queue, workflows=workflows, activities=[local], no_remote_activities=True
-    )
+        task_queue=queue, workflows=workflows, activities=[local], no_remote_activities=True,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=10),
+    )  # fmt: skip
     if mode == "unforgetful":
-        worker = Worker(client, **options, **workflow_worker_options(get_settings()))
+        worker = Worker(client, **(workflow_worker_options(get_settings()) | options))
     else:
         worker = workflow_worker(client, get_settings(), **options)
     async with worker:

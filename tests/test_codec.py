@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +75,19 @@ def meta(payload: Payload) -> dict[str, str]:
     return {k: v.decode() for k, v in payload.metadata.items()}
 
 
+def label(payload: Payload) -> tuple[str, str, str]:
+    """(format and flags, key id, data key) from a sealed payload's ``encryption`` entry."""
+    flags, key_id, data_key = meta(payload)["encryption"].split(" ", 2)
+    return flags, key_id, data_key
+
+
+def relabelled(payload: Payload, text: str) -> Payload:
+    moved = Payload()
+    moved.CopyFrom(payload)
+    moved.metadata["encryption"] = text.encode()
+    return moved
+
+
 # --- the codec on its own -------------------------------------------------------------------
 
 
@@ -81,19 +95,17 @@ def meta(payload: Payload) -> dict[str, str]:
 async def test_a_payload_round_trips_sealed_under_its_workflows_data_key(tmp_path, keystore_url):
     dc = data_converter(keys=keys_in(tmp_path, keystore_url))
     payload = await seal(dc, {"phone": CANARY}, "incident-A")
-    assert meta(payload) | {"encryption-key-id": "?"} == {
-        "encoding": "binary/encrypted",
-        "encryption-cipher": "AES-256-GCM",
-        "encryption-data-key": "workflow:incident-A",
-        "encryption-key-id": "?",
-    }
-    assert meta(payload)["encryption-key-id"].startswith("dk-")
+    assert sorted(meta(payload)) == ["encoding", "encryption"]
+    assert meta(payload)["encoding"] == "binary/encrypted"
+    flags, key_id, data_key = label(payload)
+    # Format 2; the plaintext is the JSON alone (its metadata was the usual json/plain).
+    assert (flags, data_key) == ("2j", "workflow:incident-A") and key_id.startswith("dk-")
     assert CANARY.encode() not in payload.SerializeToString()
     assert await dc.decode([payload]) == [{"phone": CANARY}]  # no context needed to open
     # Activities of the workflow seal under the same key.
     context = ActivitySerializationContext("default", "1", "a", "q", "incident-A", "W", False)
     [by_activity] = await dc.with_context(context).encode(["x"])
-    assert by_activity.metadata["encryption-key-id"] == payload.metadata["encryption-key-id"]
+    assert label(by_activity)[1] == key_id
 
 
 @both
@@ -103,8 +115,7 @@ async def test_a_payload_of_no_workflow_is_sealed_under_the_newest_master_key(
     ring = master.load_or_create(tmp_path)
     dc = data_converter(keys=keys_in(tmp_path, keystore_url, ring))
     payload = await seal(dc, CANARY)
-    assert meta(payload)["encryption-data-key"] == "global"
-    assert meta(payload)["encryption-key-id"] == ring.current.key_id
+    assert label(payload)[1:] == (ring.current.key_id, "global")
     assert await dc.decode([payload]) == [CANARY]
 
 
@@ -124,7 +135,7 @@ async def test_rotation_old_payloads_open_and_new_ones_use_the_newest_key(tmp_pa
     assert newest != first and [k.key_id for k in ring.keys] == [first, newest]
 
     new_global = await seal(dc, "after")
-    assert meta(new_global)["encryption-key-id"] == newest
+    assert label(new_global)[1] == newest
     await seal(dc, "after", "incident-new")
     assert await dc.decode([old_global, old_incident, new_global]) == ["before"] * 2 + ["after"]
     assert await other.decode([new_global, old_global]) == ["after", "before"]
@@ -146,15 +157,11 @@ async def test_each_incident_has_its_own_data_key(tmp_path, keystore_url):
     dc = data_converter(keys=keys_in(tmp_path, keystore_url))
     a = await seal(dc, CANARY, "incident-A")
     b = await seal(dc, CANARY, "incident-B")
-    assert meta(a)["encryption-key-id"] != meta(b)["encryption-key-id"]
+    assert label(a)[1] != label(b)[1]
     assert a.data != b.data
     # A's ciphertext relabelled as B's does not open (the label is authenticated, the key differs).
-    moved = Payload()
-    moved.CopyFrom(a)
-    moved.metadata["encryption-data-key"] = b.metadata["encryption-data-key"]
-    moved.metadata["encryption-key-id"] = b.metadata["encryption-key-id"]
     with pytest.raises(PayloadCryptoError, match="does not open"):
-        await dc.decode([moved])
+        await dc.decode([relabelled(a, meta(b)["encryption"])])
 
 
 @both
@@ -210,8 +217,6 @@ async def test_a_large_payload_is_compressed_then_sealed_and_the_flag_is_bound(
     """A playbook snapshot or an echoed timeline shrinks several times before sealing; a small
     payload is sealed as it is; the compression flag is part of what the seal authenticates, and
     a payload that would inflate past the bound is refused."""
-    import zlib
-
     from encryption import codec
 
     dc = data_converter(keys=keys_in(tmp_path, keystore_url))
@@ -219,34 +224,98 @@ async def test_a_large_payload_is_compressed_then_sealed_and_the_flag_is_bound(
         {"seq": n, "kind": "step_started", "detail": f"{CANARY} step {n}"} for n in range(40)
     ]
     big = await seal(dc, timeline, "incident-A")
-    assert meta(big)["encryption-compression"] == "zlib"
+    flags, key_id, data_key = label(big)
+    assert flags == "2jz"
     assert len(big.data) < len(json.dumps(timeline)) / 3
     assert CANARY.encode() not in big.SerializeToString()
     assert await dc.decode([big]) == [timeline]
     small = await seal(dc, {"phone": CANARY}, "incident-A")
-    assert "encryption-compression" not in meta(small)
+    assert label(small)[0] == "2j"
     assert await dc.decode([small]) == [{"phone": CANARY}]
 
-    stripped = Payload()
-    stripped.CopyFrom(big)
-    del stripped.metadata["encryption-compression"]
-    with pytest.raises(PayloadCryptoError, match="altered"):
-        await dc.decode([stripped])
-    unknown = Payload()
-    unknown.CopyFrom(big)
-    unknown.metadata["encryption-compression"] = b"brotli"
-    with pytest.raises(PayloadCryptoError, match="compression b'brotli', not zlib"):
-        await dc.decode([unknown])
+    for altered in ("2j", "2z", "2"):  # a flag dropped: the seal no longer opens
+        with pytest.raises(PayloadCryptoError, match="altered"):
+            await dc.decode([relabelled(big, f"{altered} {key_id} {data_key}")])
+    with pytest.raises(PayloadCryptoError, match="flags we do not know"):
+        await dc.decode([relabelled(big, f"2jzb {key_id} {data_key}")])
+    for unreadable in ("3j dk-1 workflow:incident-A", "2j dk-1", ""):
+        with pytest.raises(PayloadCryptoError, match="label we cannot read"):
+            await dc.decode([relabelled(big, unreadable)])
 
     ring, store = keys_in(tmp_path, keystore_url).get()
     key = store.data_key("incident-A")
     bomb = zlib.compress(b"\0" * (codec.MAX_PLAINTEXT + 1))
+    bomb_label = f"2z {key.key_id} workflow:incident-A".encode()
     sealed_bomb = Payload(
-        metadata={**dict(big.metadata)},
-        data=master.seal(key.secret, bomb, codec._aad("workflow:incident-A", key.key_id, b"zlib")),
+        metadata={"encoding": codec.ENCODING, "encryption": bomb_label},
+        data=master.seal(key.secret, bomb, b"critical-response payload\n" + bomb_label),
     )
     with pytest.raises(PayloadCryptoError, match="more than"):
         await dc.decode([sealed_bomb])
+
+
+@both
+async def test_a_payload_that_is_not_plain_json_keeps_its_metadata_through_the_seal(
+    tmp_path, keystore_url
+):
+    """Only a payload whose metadata is exactly ``encoding: json/plain`` is sealed as its data
+    alone; any other (binary, a protobuf, extra metadata) keeps all of it."""
+    dc = data_converter(keys=keys_in(tmp_path, keystore_url))
+    codec = EncryptionCodec(keys_in(tmp_path, keystore_url), "incident-A")
+    odd = [
+        Payload(metadata={"encoding": b"binary/plain"}, data=CANARY.encode()),
+        Payload(metadata={"encoding": b"json/plain", "messageType": b"x"}, data=b'"x"'),
+        Payload(metadata={}, data=b""),
+    ]
+    sealed = await codec.encode(odd)
+    assert [label(p)[0] for p in sealed] == ["2", "2", "2"]
+    assert await codec.decode(sealed) == odd
+    assert await dc.decode(await codec.encode([Payload(metadata={"encoding": b"json/plain"},
+                                                        data=b"7")])) == [7]  # fmt: skip
+
+
+@both
+async def test_payloads_sealed_in_the_first_format_still_open(tmp_path, keystore_url):
+    """Histories, archives and records sealed before the two-entry label (issue 11) name each
+    field in an entry of its own; they open as they always did, and their labels still bind."""
+    from encryption import codec
+
+    keys = keys_in(tmp_path, keystore_url)
+    dc = data_converter(keys=keys)
+    ring, store = keys.get()
+    key = store.data_key("incident-A")
+
+    def first_format(value: bytes, data_key: str, key_id: str, secret: bytes,
+                     compressed: bool = False) -> Payload:  # fmt: skip
+        plaintext = Payload(metadata={"encoding": b"json/plain"}, data=value).SerializeToString()
+        metadata = {"encoding": codec.ENCODING, "encryption-cipher": b"AES-256-GCM",
+                    "encryption-data-key": data_key.encode(),
+                    "encryption-key-id": key_id.encode()}  # fmt: skip
+        compression = None
+        if compressed:
+            plaintext, compression = zlib.compress(plaintext), b"zlib"
+            metadata["encryption-compression"] = b"zlib"
+        aad = codec._aad(data_key, key_id, compression)
+        return Payload(metadata=metadata, data=master.seal(secret, plaintext, aad))
+
+    old = [
+        first_format(b'{"phone": "%s"}' % CANARY.encode(), "workflow:incident-A", key.key_id,
+                     key.secret),
+        first_format(b'"big"', "workflow:incident-A", key.key_id, key.secret, compressed=True),
+        first_format(b"7", "global", ring.current.key_id, ring.current.secret),
+    ]  # fmt: skip
+    assert await dc.decode(old) == [{"phone": CANARY}, "big", 7]
+    assert codec.data_key_of(old[0]) == "workflow:incident-A"
+    stripped = Payload()
+    stripped.CopyFrom(old[1])
+    del stripped.metadata["encryption-compression"]
+    with pytest.raises(PayloadCryptoError, match="altered"):
+        await dc.decode([stripped])
+    unknown = Payload()
+    unknown.CopyFrom(old[1])
+    unknown.metadata["encryption-compression"] = b"brotli"
+    with pytest.raises(PayloadCryptoError, match="compression b'brotli', not zlib"):
+        await dc.decode([unknown])
 
 
 @both
@@ -263,8 +332,7 @@ async def test_one_converter_per_data_key_serves_every_context_of_that_workflow(
     assert other is not workflow
     [a] = await workflow.encode(["x"])
     [b] = await other.encode(["x"])
-    assert (meta(a)["encryption-data-key"], meta(b)["encryption-data-key"]) == (
-        "workflow:incident-A", "workflow:incident-B")  # fmt: skip
+    assert (label(a)[2], label(b)[2]) == ("workflow:incident-A", "workflow:incident-B")
     assert await dc.decode([a, b]) == ["x", "x"]
 
 

@@ -42,8 +42,9 @@ from temporalio.common import RawValue
 from temporalio.worker import Replayer, Worker
 
 from connection import DATA_CONVERTER
+from incidents.service import build_input
 from playbooks.operations import salesforce_queue
-from settings import get_settings
+from settings import Settings, get_settings
 from tests.engine_support import incident_input, playbook
 from worker import workflow_worker, workflow_worker_options
 from workflows.archive import ArchiveIncidentWorkflow
@@ -130,9 +131,9 @@ async def run_scenario(dev_env: Any, mode: str) -> Outcome:
                 handle.query(IncidentWorkflow.status, rpc_timeout=timedelta(seconds=40))
             )
             action = client.get_async_activity_handle(task_token=token)
-            # The query waits for the dead worker's sticky queue (``worker.STICKY_TIMEOUT``, 2 s)
+            # The query waits for the dead worker's sticky queue (10 s, ``kill_worker_proc``)
             # before the server sends it to the shared queue: the result lands meanwhile.
-            for _ in range(2):  # 1 s, heartbeating as a live activity would
+            for _ in range(6):  # 3 s, heartbeating as a live activity would
                 await action.heartbeat()
                 await asyncio.sleep(0.5)
             await action.complete(ActionResult(detail="collected"))
@@ -179,3 +180,18 @@ async def test_control_a_run_rebuilt_for_a_query_runs_its_local_activities(dev_e
     assert "records.append" in outcome.local_runs_while_queried, (
         "the SDK no longer runs local activities for a query: settings.local_calls could be on"
     )
+
+
+@pytest.mark.parametrize(
+    ("local_calls", "cache", "expected"),
+    [(False, 10_000, False), (True, 10_000, True), (True, 0, False)],
+)
+def test_the_front_door_asks_for_local_calls_only_when_set_on_cached_workers(
+    local_calls: bool, cache: int, expected: bool
+):
+    settings = Settings(local_calls=local_calls, workflow_cache_size=cache)
+    fields = {"account_id": "a-1", "jurisdiction": "us"}
+    inp = build_input(playbook="account-takeover", severity="sev2", summary="s", fields=fields,
+                      incident_id="ato-1", opened_by="alice", settings=settings)  # fmt: skip
+    assert inp.local_calls is expected
+    assert Settings().local_calls is False and Settings().workflow_cache_size > 0  # the defaults
