@@ -50,13 +50,14 @@ class Settings(BaseSettings):
     local_calls: bool = False
     # A workflow task taken by a worker that then dies is retried elsewhere after this long (the
     # server's default, 10 s, stalled every incident a killed worker held for 10 s; at 5 s the
-    # chaos harness measured stalls of 5.1-6.5 s, the timeout plus the retry's replay). With no
-    # cache a task replays the incident's history: tens of milliseconds alone, about 1 s at worst
-    # with 30 incidents and the chaos harness on 2 cores since lean bookkeeping; a task over it is
-    # retried, not lost. 3 s keeps incidents moving within 5 s of a kill (`make chaos`).
+    # chaos harness measured stalls of 5.1-6.5 s, the timeout plus the retry's replay). A task of
+    # an incident in no cache (a new worker's, after a kill) replays its history: tens of
+    # milliseconds alone, about 1 s at worst with 30 incidents and the chaos harness on 2 cores;
+    # a task over it is retried, not lost. 3 s keeps incidents moving within 5 s of a kill
+    # (`make chaos`).
     workflow_task_timeout_seconds: float = Field(default=3.0, ge=1.0, le=60.0)
     # A run continues as new after this many history events (the server suggests it only at
-    # about 4,000), so a worker with no cache replays at most this much in one task: `make bench`
+    # about 4,000), so a task of an incident in no cache replays at most this much: `make bench`
     # replays about 1,700 events/s on a busy 2-core machine, about 1.2 s for 2,000, within the
     # task timeout above. A long incident simply has more runs, each archived.
     continue_as_new_after_events: int = Field(default=2000, ge=200, le=50_000)
