@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     # activities the unprocessed events lead to before the worker forgets it (measured in
     # tests/test_kill_replay.py), so a notification could go out twice and the records could
     # take a batch the real run never writes. Activities are only sent when a real task
-    # completes.
+    # completes. The roster's answer, a read, is a local activity whenever there is a cache
+    # (``IncidentInput.local_reads``).
     local_calls: bool = False
     # A workflow task taken by a worker that then dies is retried elsewhere after this long (the
     # server's default, 10 s, stalled every incident a killed worker held for 10 s; at 5 s the

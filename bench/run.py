@@ -75,8 +75,8 @@ EXPLANATION = """Why the engine still does about 2-2.5x the CPU of the plain wor
 The engine runs as the project's workers run it: a workflow cache that forgets a run after a
 query that came alone (`worker.ForgetAfterLoneQuery`), and the engine's own calls (records
 batches, the roster's on-call answer, its notifications, the archive's start) as activities,
-each with a task of its own: 10 activities and 11 workflow tasks against the plain workflow's 4
-and 6. As local activities (`CR_LOCAL_CALLS`, the "local calls" row) they are a marker each and
+each with a task of its own, but for the roster's answer, a read, which is a local activity
+whenever the worker keeps a cache (`IncidentInput.local_reads`). As local activities (`CR_LOCAL_CALLS`, the "local calls" row) they are a marker each and
 the round trips are nearly the plain workflow's; they are off by default because a run rebuilt
 for a lone query runs them (`tests/test_kill_replay.py`). A batch carries what the records read
 (`records_view`) instead of the whole state, and search attributes set at start are not
@@ -193,7 +193,8 @@ def _engine_runner(client: Client, queue: str, run_id: str, local_calls: bool) -
     async def run_one(i: int) -> tuple[float, float]:
         inp = IncidentInput(incident_id=f"bench-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev1", summary="bench",
-                            opened_by="bench.ic", local_calls=local_calls)  # fmt: skip
+                            opened_by="bench.ic", local_calls=local_calls,
+                            local_reads=True)  # fmt: skip
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id),
                                              search_attributes=search_attributes(inp))  # fmt: skip
@@ -216,7 +217,7 @@ async def open_to_first_step(client: Client, queue: str, run_id: str, samples: i
     for i in range(samples):
         inp = IncidentInput(incident_id=f"first-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev0", summary="bench",
-                            opened_by="bench.ic")  # fmt: skip
+                            opened_by="bench.ic", local_reads=True)  # fmt: skip
         t0 = time.perf_counter()
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id))  # fmt: skip

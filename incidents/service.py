@@ -156,6 +156,7 @@ def build_input(
         opened_by=opened_by,
         calendar=calendar_from(settings),
         local_calls=settings.effective_local_calls,
+        local_reads=settings.workflow_cache_size > 0,  # local activities need a cached worker
         continue_as_new_after_events=settings.continue_as_new_after_events,
     )
 
@@ -276,8 +277,10 @@ async def reopen_incident(
             "runs": last.state.runs + 1,
         }
     )
-    local_calls = get_settings().effective_local_calls  # today's workers, not the last run's
-    inp = last.model_copy(update={"state": state, "reopen": reopen, "local_calls": local_calls})
+    settings = get_settings()  # today's workers, not the last run's
+    inp = last.model_copy(update={"state": state, "reopen": reopen,
+                                  "local_calls": settings.effective_local_calls,
+                                  "local_reads": settings.workflow_cache_size > 0})  # fmt: skip
     handle = await client.start_workflow(
         IncidentWorkflow.run,
         inp,

@@ -97,6 +97,32 @@ async def test_with_local_calls_the_history_keeps_no_task_for_them_yet_rebuilds(
     ]
 
 
+async def test_with_local_reads_only_the_rosters_answer_is_a_marker(h):
+    """The front door's default on cached workers: the roster's answer, a read, is a local
+    activity; records, notifications and the archive stay activities (settings.local_calls)."""
+    inp = incident_input(playbook(two_requests()), local_calls=False, local_reads=True)
+    handle = await h.open(inp)
+    await wait_for_status(handle, lambda s: len(s.pending_approvals) == 2)
+    for step in ("one", "two"):
+        await handle.execute_update(IncidentWorkflow.approve, approval(step))
+    await h.close(handle)
+    history = await handle.fetch_history()
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert "roster.on_call" not in scheduled
+    assert {RECORDS_ACTIVITY, "notify.slack", "case.disclose"} <= scheduled
+    local = [
+        e
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert len(local) == 2  # one roster answer per request
+    assert [e.seq for e in rebuild(handle.id, [history]).timeline] == sorted(set(sent(h)))
+
+
 @pytest.mark.parametrize("local_calls", [True, False])
 async def test_requests_waiting_on_the_same_batch_each_send_their_own_entries(h, local_calls):
     """Three requests open while a batch is on its way: two of them wait for it, and each then

@@ -96,7 +96,7 @@ async def run_scenario(dev_env: Any, mode: str) -> Outcome:
                                          "roles": ["legal"]}]},
         ]},
         {"id": "send", "kind": "action", "activity": "case.disclose"},
-    ]), local_calls=mode in ("local", "unforgetful"))  # fmt: skip
+    ]), local_calls=mode in ("local", "unforgetful"), local_reads=True)  # fmt: skip
     stand_in = held.activity()
     async with (
         Worker(client, task_queue=queue, activities=[stand_in]),
@@ -162,7 +162,8 @@ async def test_after_a_worker_kill_the_history_replays_with_the_project_worker(d
     assert get_settings().workflow_cache_size > 0  # the project's workers keep a cache
     outcome = await run_scenario(dev_env, "project")
     assert outcome.replay_failure is None
-    assert outcome.local_runs_while_queried == []  # the engine's calls are activities
+    # The engine's calls are activities; only the roster's answer, a read, may run locally.
+    assert set(outcome.local_runs_while_queried) <= {"roster.on_call"}
 
 
 async def test_control_a_cached_worker_that_keeps_a_rebuilt_run_records_what_cannot_replay(
@@ -194,4 +195,5 @@ def test_the_front_door_asks_for_local_calls_only_when_set_on_cached_workers(
     inp = build_input(playbook="account-takeover", severity="sev2", summary="s", fields=fields,
                       incident_id="ato-1", opened_by="alice", settings=settings)  # fmt: skip
     assert inp.local_calls is expected
+    assert inp.local_reads is (cache > 0)  # the roster's answer: a read, local whenever cached
     assert Settings().local_calls is False and Settings().workflow_cache_size > 0  # the defaults

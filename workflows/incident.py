@@ -47,6 +47,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         self.inp = inp
         self._lean = workflow.patched(LEAN)  # the first command of a lean run (bookkeeping.py)
         self._local_calls = self._lean and inp.local_calls
+        self._local_reads = self._lean and (inp.local_calls or inp.local_reads)
         self.steps = {s.id: s for s in inp.playbook.iter_steps()}
         self.state = inp.state or IncidentState(
             severity=inp.severity,

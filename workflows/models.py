@@ -213,6 +213,10 @@ class IncidentInput(BaseModel):
     # with no cache that is any task that overlaps another (the front door sets it from
     # settings.effective_local_calls, off by default: see settings.local_calls).
     local_calls: bool = False
+    # The roster's on-call answer alone as a local activity (set by the front door whenever its
+    # workers keep a cache): a read with no side effect, so a run rebuilt for a lone query may
+    # run it harmlessly, and it saves the approval and each page a workflow task.
+    local_reads: bool = False
     # A triage suggestion and the person's choice, recorded after ``opened`` (workflows/triage.py).
     triage: TriageNote | None = None
 

@@ -163,7 +163,7 @@ class IncidentOutbound(IncidentBookkeeping):
         asked = list(dict.fromkeys(r.lower() for r in roles))[:ON_CALL_ROLES_MAX]  # roster names
         args = {"roles": asked, "at": workflow.now().isoformat(), "members": members}
         try:
-            if self._local_calls:
+            if self._local_reads:
                 result = await self._local(
                     ON_CALL_ACTIVITY, key, args, ON_CALL_RETRY, ON_CALL_BUDGET
                 )
