@@ -72,7 +72,7 @@ def _history(*events: tuple[str, float]) -> list[HistoryEvent]:
 
 
 def test_the_stall_is_counted_from_the_kill_to_the_next_completed_workflow_task() -> None:
-    # A task pending on the dead worker's sticky queue at the kill (t=100) moves after 2 s.
+    # A task pending on the dead worker's sticky queue at the kill (t=100) moves after its wait.
     history = _history(("completed", 90), ("scheduled", 99.5), ("timed_out", 101.5),
                        ("scheduled", 101.5), ("started", 103), ("completed", 103.2))  # fmt: skip
     found = workflow_task_waits(history, at=100)
