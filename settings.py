@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     task_queue: str = "critical-response"
     # Workflows a worker keeps in memory between tasks, so a task does not replay the incident's
-    # history (an LRU: a workflow pushed out replays at its next task). About 170 KB of worker
-    # memory each (`make bench-scale`: 750 MB with 4,000 cached). 0 replays every task.
+    # history (an LRU: a workflow pushed out replays at its next task). About 145 KB of worker
+    # memory each (`make bench-scale`: 1.6 GB with 10,000 cached). 0 replays every task.
     # A cached worker forgets a workflow as soon as it has answered a query of its own (not one
     # riding a workflow task): such a query can find the run in no cache, and the worker then
     # rebuilds it from a history that holds events no task has processed yet, and would keep that
@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     def effective_local_calls(self) -> bool:
         """Local activities need a worker that keeps the workflow between activations."""
         return self.local_calls and self.workflow_cache_size > 0
+
+    @property
+    def effective_local_reads(self) -> bool:
+        """The roster's answer (a read) as a local activity: on any cached worker."""
+        return self.workflow_cache_size > 0
 
     @property
     def effective_salesforce_url(self) -> str:

@@ -116,7 +116,7 @@ class ForgetAfterLoneQuery(Interceptor):
 def workflow_worker_options(settings: Settings) -> dict[str, Any]:
     """How workflow tasks are run: in the project's sandbox, with a workflow cache of
     ``settings.workflow_cache_size`` (0: every task replays the history). A cached worker needs
-    ``ForgetAfterLoneQuery`` bound to it: ``cached_worker`` builds one so."""
+    ``ForgetAfterLoneQuery`` bound to it: ``workflow_worker`` builds one so."""
     return {
         "workflow_runner": workflow_runner(),
         "max_cached_workflows": settings.workflow_cache_size,

@@ -76,9 +76,12 @@ def is_sealed(payload: Payload) -> bool:
     return payload.metadata.get("encoding") == ENCODING
 
 
+AAD_PREFIX = b"critical-response payload\n"  # then the label (the first format: its fields)
+
+
 def _aad(data_key: str, key_id: str, compression: bytes | None = None) -> bytes:
     """The first format's associated data."""
-    bound = f"critical-response payload\n{data_key}\n{key_id}".encode()
+    bound = AAD_PREFIX + f"{data_key}\n{key_id}".encode()
     return bound if compression is None else bound + b"\n" + compression
 
 
@@ -221,7 +224,7 @@ def _seal(payload: Payload, data_key: str, key_id: str, secret: bytes) -> Payloa
     label = f"{flags} {key_id} {data_key}"
     return Payload(
         metadata={"encoding": ENCODING, META_SEAL: label.encode()},
-        data=seal(secret, plaintext, b"critical-response payload\n" + label.encode()),
+        data=seal(secret, plaintext, AAD_PREFIX + label.encode()),
     )
 
 
@@ -246,7 +249,7 @@ def _open(payload: Payload, ring: MasterKeys, store: KeyStore) -> Payload:
     unknown = set(flags[len(FORMAT) :]) - {COMPRESSED, DATA_ONLY}
     if unknown:
         raise PayloadCryptoError(f"sealed payload has flags we do not know ({flags!r})")
-    aad = b"critical-response payload\n" + payload.metadata[META_SEAL]
+    aad = AAD_PREFIX + payload.metadata[META_SEAL]
     plaintext = _unseal(payload, _secret(data_key, key_id, ring, store), aad, data_key, key_id)
     if COMPRESSED in flags:
         plaintext = _inflate(plaintext)

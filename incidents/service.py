@@ -156,7 +156,7 @@ def build_input(
         opened_by=opened_by,
         calendar=calendar_from(settings),
         local_calls=settings.effective_local_calls,
-        local_reads=settings.workflow_cache_size > 0,  # local activities need a cached worker
+        local_reads=settings.effective_local_reads,
         continue_as_new_after_events=settings.continue_as_new_after_events,
     )
 
@@ -280,7 +280,7 @@ async def reopen_incident(
     settings = get_settings()  # today's workers, not the last run's
     inp = last.model_copy(update={"state": state, "reopen": reopen,
                                   "local_calls": settings.effective_local_calls,
-                                  "local_reads": settings.workflow_cache_size > 0})  # fmt: skip
+                                  "local_reads": settings.effective_local_reads})  # fmt: skip
     handle = await client.start_workflow(
         IncidentWorkflow.run,
         inp,

@@ -248,7 +248,7 @@ async def test_a_large_payload_is_compressed_then_sealed_and_the_flag_is_bound(
     bomb_label = f"2z {key.key_id} workflow:incident-A".encode()
     sealed_bomb = Payload(
         metadata={"encoding": codec.ENCODING, "encryption": bomb_label},
-        data=master.seal(key.secret, bomb, b"critical-response payload\n" + bomb_label),
+        data=master.seal(key.secret, bomb, codec.AAD_PREFIX + bomb_label),
     )
     with pytest.raises(PayloadCryptoError, match="more than"):
         await dc.decode([sealed_bomb])
