@@ -199,6 +199,15 @@ class Settings(BaseSettings):
         """The roster's answer (a read) as a local activity: on any cached worker."""
         return self.workflow_cache_size > 0
 
+    def incident_options(self) -> dict[str, bool]:
+        """How a new or reopened incident runs on these workers (``IncidentInput`` fields the
+        front door sets; histories recorded before each field replay with its default)."""
+        return {
+            "local_calls": self.effective_local_calls,
+            "local_reads": self.effective_local_reads,
+            "close_together": True,
+        }
+
     @property
     def effective_salesforce_url(self) -> str:
         # The sandbox answers on Salesforce's own paths at its root, as an org's My Domain host does.

@@ -26,7 +26,7 @@ from temporalio.worker import Replayer
 from connection import DATA_CONVERTER, decode_payloads
 from records.archive import close_status, decode_start, history_sha256
 from workflows.models import RecordBatch, TimelineEntry
-from workflows.names import RECORDS_ACTIVITY
+from workflows.names import RECORDS_ACTIVITY, workflow_id_for
 
 EXPORT_FORMAT = "critical-response.audit-export/1"
 _CONVERTER = DATA_CONVERTER.payload_converter
@@ -100,7 +100,12 @@ def load_file(path: Path) -> list[Loaded]:
         return load_document(document, str(path))
     history = WorkflowHistory.from_json(path.stem, document)
     incident = decode_start(history.events[0])
-    return [Loaded(incident.incident_id if incident else path.stem, history, str(path))]
+    if incident is None:
+        return [Loaded(path.stem, history, str(path))]
+    # A bare file names no workflow: an incident's is derived from its id, and replay needs the
+    # right one (the archiver child a run starts is named after it).
+    history = WorkflowHistory.from_json(workflow_id_for(incident.incident_id), document)
+    return [Loaded(incident.incident_id, history, str(path))]
 
 
 def load_document(document: dict[str, Any], source: str) -> list[Loaded]:

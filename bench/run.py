@@ -189,12 +189,13 @@ def engine_runner(local_calls: bool) -> Callable[[Client, str, str], Runner]:
 
 def _engine_runner(client: Client, queue: str, run_id: str, local_calls: bool) -> Runner:
     playbook_hash = content_hash(BENCH_PLAYBOOK)
+    # As the front door opens them on the project's workers, with the local-calls switch.
+    options = get_settings().incident_options() | {"local_calls": local_calls}
 
     async def run_one(i: int) -> tuple[float, float]:
         inp = IncidentInput(incident_id=f"bench-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev1", summary="bench",
-                            opened_by="bench.ic", local_calls=local_calls,
-                            local_reads=True)  # fmt: skip
+                            opened_by="bench.ic", **options)  # fmt: skip
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id),
                                              search_attributes=search_attributes(inp))  # fmt: skip
@@ -217,7 +218,8 @@ async def open_to_first_step(client: Client, queue: str, run_id: str, samples: i
     for i in range(samples):
         inp = IncidentInput(incident_id=f"first-{run_id}-{i}", playbook=BENCH_PLAYBOOK,
                             playbook_hash=playbook_hash, severity="sev0", summary="bench",
-                            opened_by="bench.ic", local_reads=True)  # fmt: skip
+                            opened_by="bench.ic",
+                            **get_settings().incident_options())  # fmt: skip
         t0 = time.perf_counter()
         handle = await client.start_workflow(IncidentWorkflow.run, inp, task_queue=queue,
                                              id=workflow_id_for(inp.incident_id))  # fmt: skip

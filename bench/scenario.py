@@ -120,7 +120,7 @@ def expected_messages(incident_id: str, severity: str = "sev1") -> list[str]:
     return [
         f"{incident_id}: case opened, triage started",
         f"{label}: SLA breached on incident.acknowledge",
-        f"{label}: closed; pages resolved ({', '.join(PAGED_POLICIES)})",
+        f"{label}: closed; resolving its pages ({', '.join(PAGED_POLICIES)})",
     ]
 
 

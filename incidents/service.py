@@ -155,8 +155,7 @@ def build_input(
         fields=fields,
         opened_by=opened_by,
         calendar=calendar_from(settings),
-        local_calls=settings.effective_local_calls,
-        local_reads=settings.effective_local_reads,
+        **settings.incident_options(),
         continue_as_new_after_events=settings.continue_as_new_after_events,
     )
 
@@ -278,9 +277,7 @@ async def reopen_incident(
         }
     )
     settings = get_settings()  # today's workers, not the last run's
-    inp = last.model_copy(update={"state": state, "reopen": reopen,
-                                  "local_calls": settings.effective_local_calls,
-                                  "local_reads": settings.effective_local_reads})  # fmt: skip
+    inp = last.model_copy(update={"state": state, "reopen": reopen, **settings.incident_options()})
     handle = await client.start_workflow(
         IncidentWorkflow.run,
         inp,

@@ -46,6 +46,7 @@ from connection import DATA_CONVERTER, exit_process  # noqa: E402
 from playbooks.loader import LoadedPlaybook, list_playbooks  # noqa: E402
 from playbooks.operations import salesforce_queue  # noqa: E402
 from scripts import history_scenarios as plans  # noqa: E402
+from settings import get_settings  # noqa: E402
 from workflows.models import (  # noqa: E402
     ActionResult,
     ApprovalRequest,
@@ -168,7 +169,9 @@ async def record(env: WorkflowEnvironment, queue: str, lp: LoadedPlaybook,
         fields=plans.concrete_fields(pb, scenario.facts, datetime.now(UTC)),
         opened_by=IC,
         continue_as_new_after_events=scenario.continue_as_new_after,
-        local_calls=LOCAL_CALLS[0],  # the recording worker keeps the SDK's workflow cache
+        # As the front door opens it on a cached worker (the recording worker keeps the SDK's
+        # cache), with the local-calls switch of --local-calls.
+        **(get_settings().incident_options() | {"local_calls": LOCAL_CALLS[0]}),
     )
     handle = await env.client.start_workflow(
         IncidentWorkflow.run, inp, id=workflow_id_for(incident_id), task_queue=queue
@@ -305,5 +308,7 @@ if __name__ == "__main__":
     LOCAL_CALLS[0] = args.local_calls
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CR_DATABASE_URL"] = f"sqlite:///{tmp}/records.db"
+        os.environ["CR_DATA_DIR"] = tmp  # its audit key and checkpoints too
+        get_settings.cache_clear()  # read at import (the data converter): read these instead
         code = asyncio.run(main(args.only, args.out, args.tag))
     exit_process(code)

@@ -319,3 +319,46 @@ async def test_incident_acknowledge_sla_met_when_acked_in_time(ts_env, hts):
     outcome = await hts.close(handle, "ivan", reason="done")
     assert outcome.sla_breached is False
     assert outcome.time_to_acknowledge < timedelta(minutes=15)
+
+
+async def test_the_close_sends_its_calls_together_then_the_last_records_batch(ts_env, hts):
+    """``close_together`` (the front door's default): resolving the page, the closing message and
+    the archiver's start leave in one workflow task; the last records batch follows them and
+    holds what they recorded."""
+    from temporalio.api.enums.v1 import EventType
+
+    from audit.replay import rebuild
+    from workflows.names import RECORDS_ACTIVITY
+
+    inp = incident_input(playbook(WAITING, sla=ACK_SLA), local_calls=False, close_together=True)
+    handle = await hts.open(inp)
+    await wait_for_timeline(handle, has("step_started", "wait"))
+    await ts_env.sleep(timedelta(minutes=30))
+    await wait_for_timeline(handle, has("escalation", "incident.acknowledge"))
+    await handle.execute_update(IncidentWorkflow.acknowledge, commander("ivan"))
+    await hts.close(handle, "ivan", reason="done")
+
+    pages = hts.stand_ins.named("notify.pagerduty")
+    assert [p["args"]["action"] for p in pages] == ["trigger", "resolve"]
+    closing = hts.stand_ins.named("notify.slack")[-1]["args"]["text"]
+    assert closing.endswith("closed; resolving its pages (ic-primary)"), closing
+    history = await handle.fetch_history()
+    by_task: dict[int, list[str]] = {}
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = e.activity_task_scheduled_event_attributes
+            by_task.setdefault(attrs.workflow_task_completed_event_id, []).append(
+                attrs.activity_type.name
+            )
+        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            attrs_child = e.start_child_workflow_execution_initiated_event_attributes
+            by_task.setdefault(attrs_child.workflow_task_completed_event_id, []).append("archive")
+    closing_task = next(task for task, calls in by_task.items() if "archive" in calls)
+    assert sorted(by_task[closing_task]) == ["archive", "notify.pagerduty", "notify.slack"]
+    last_task = max(by_task)
+    assert last_task > closing_task and by_task[last_task] == [RECORDS_ACTIVITY]
+    batch = hts.stand_ins.named(RECORDS_ACTIVITY)[-1]
+    assert [e["kind"] for e in batch["entries"]][-1] == "pages_resolved"
+    tl = await handle.query(IncidentWorkflow.timeline)
+    assert kinds(tl).index("pages_resolved") > kinds(tl).index("closed")
+    assert [e.kind for e in rebuild(handle.id, [history]).timeline] == kinds(tl)

@@ -62,6 +62,7 @@ class IncidentBookkeeping:
     _lean: bool  # workflow.patched(LEAN), asked once as the run starts
     _local_calls: bool  # a lean run whose input asks for local activities (models.py)
     _local_reads: bool  # ... or for the roster's answer alone as one
+    _close_together: bool  # a lean run whose input asks for the closing calls at once
     _flushing: bool  # a records batch is on its way (lean runs flush one batch at a time)
     _message_task: int  # history length at the task that handled the latest message
 

@@ -23,6 +23,7 @@ All state lives in ``IncidentState`` so continue-as-new carries it over intact.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,7 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         self._lean = workflow.patched(LEAN)  # the first command of a lean run (bookkeeping.py)
         self._local_calls = self._lean and inp.local_calls
         self._local_reads = self._lean and (inp.local_calls or inp.local_reads)
+        self._close_together = self._lean and inp.close_together
         self.steps = {s.id: s for s in inp.playbook.iter_steps()}
         self.state = inp.state or IncidentState(
             severity=inp.severity,
@@ -134,12 +136,33 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
             # activity, a signal) would fail the task that completes the run, and the Update
             # with it: close in a task of its own.
             await workflow.sleep(timedelta(milliseconds=1))
+        if self._close_together:
+            await self._closing_calls()
+            return self._outcome()
         if self._patched("resolve-pages-at-close"):
             await self._resolve_pages()
         await self._tell_parent()  # a linked incident's parent hears it closed
         # Both are round trips to the server; neither needs the other.
         await asyncio.gather(self._flush_records(), self._archive())
         return self._outcome()
+
+    async def _closing_calls(self) -> None:
+        """The close's calls at once, then the last records batch (``IncidentInput.close_together``).
+
+        The pages' resolutions, the closing message, the parent's news and the archiver's start
+        need nothing of each other: one workflow task sends them all and one more takes their
+        results, where one after the other cost a task each. The archiver waits for this run to
+        end whenever it starts. The last batch goes out after them, so it holds what they
+        recorded (a failed delivery, the pages resolved)."""
+        policies = list(self.state.paged_policies)
+        calls: list[Awaitable[object]] = [self._resolve_page(policy) for policy in policies]
+        if policies:
+            message = f"{self._label()}: closed; resolving its pages ({', '.join(policies)})"
+            calls.append(self._notify(message, "pages-resolved"))
+        await asyncio.gather(*calls, self._tell_parent(), self._archive())
+        if policies:
+            self._record("pages_resolved", f"PagerDuty alerts resolved: {', '.join(policies)}")
+        await self._flush_records()
 
     async def _walk(self) -> None:
         if self.state.walk != "running":

@@ -217,6 +217,10 @@ class IncidentInput(BaseModel):
     # workers keep a cache): a read with no side effect, so a run rebuilt for a lone query may
     # run it harmlessly, and it saves the approval and each page a workflow task.
     local_reads: bool = False
+    # At close, the calls that need nothing of each other go out in one workflow task (the pages'
+    # resolutions, the closing message, the parent's news, the archiver's start), then the last
+    # records batch: set by the front door; False in every history recorded before it.
+    close_together: bool = False
     # A triage suggestion and the person's choice, recorded after ``opened`` (workflows/triage.py).
     triage: TriageNote | None = None
 

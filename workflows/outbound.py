@@ -195,14 +195,18 @@ class IncidentOutbound(IncidentBookkeeping):
         if not self.state.paged_policies:
             return
         for policy in self.state.paged_policies:
-            args = {"summary": f"{self._label()} closed", "escalation_policy": policy,
-                    "action": "resolve", "severity": "info"}  # fmt: skip
-            await self._best_effort("notify.pagerduty", args, f"resolve:{policy}")
+            await self._resolve_page(policy)
         policies = ", ".join(self.state.paged_policies)
         self._record("pages_resolved", f"PagerDuty alerts resolved: {policies}")
         await self._notify(
             f"{self._label()}: closed; pages resolved ({policies})", "pages-resolved"
         )
+
+    async def _resolve_page(self, policy: str) -> bool:
+        """Resolve the alert ``policy`` was paged with (its dedup key: the very alert)."""
+        args = {"summary": f"{self._label()} closed", "escalation_policy": policy,
+                "action": "resolve", "severity": "info"}  # fmt: skip
+        return await self._best_effort("notify.pagerduty", args, f"resolve:{policy}")
 
     async def _best_effort(self, operation: str, args: dict[str, Any], key: str) -> bool:
         """A notification that finally fails is recorded, never allowed to stop the incident;
