@@ -111,11 +111,15 @@ async def playbook_of(request: Request, incident_id: str) -> str | None:
     return described.typed_search_attributes.get(SA_PLAYBOOK)
 
 
-async def _visible(request: Request, who: authz.Caller, incident_id: str) -> Any:
+async def _visible(
+    request: Request, who: authz.Caller, incident_id: str, *, acting: bool = False
+) -> Any:
     """The incident's status, if the caller may see it; an unknown incident and a hidden one
-    answer alike (404), and only the hidden one is recorded as a refusal."""
+    answer alike (404), and only the hidden one is recorded as a refusal. ``acting``: only what
+    an action needs to know first (``actions.target``, no query to the incident's worker)."""
+    fetch = actions.target if acting else actions.status
     try:
-        status = await actions.status(client_of(request), incident_id)
+        status = await fetch(client_of(request), incident_id)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND or "already completed" in err.message:
             raise
@@ -207,7 +211,7 @@ async def act(
     who: Caller,
 ) -> Any:
     authz.check(who, action)
-    status = await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id, acting=True)
     if action == "assign" and body.to:
         await _assignable(request, body.to)
     command = CommanderRequest(
@@ -221,7 +225,7 @@ async def act(
 @router.post("/incidents/{incident_id}/decisions")
 async def decide(incident_id: str, body: DecisionBody, request: Request, who: Caller) -> Any:
     authz.check_decision(who, body.role)
-    status = await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id, acting=True)
     # A signal is confirmed by the entry carrying its request id: stamped before signing, as the
     # signature covers every field.
     decision = ApprovalRequest(step_id=body.step, actor=who.person, role=body.role,
@@ -244,7 +248,7 @@ async def resolve_failed_step(
     who: Caller,
 ) -> Any:
     authz.check(who, move)
-    status = await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id, acting=True)
     decision = StepRequest(step_id=step, actor=who.person, role=_role(who, move, body.role),
                            reason=body.reason)  # fmt: skip
     decision = signed(request.app.state.keys, status, f"{move}_step", decision)
@@ -256,7 +260,7 @@ async def resolve_failed_step(
 @router.post("/incidents/{incident_id}/events")
 async def event(incident_id: str, body: EventBody, request: Request, who: Caller) -> Any:
     authz.check(who, "event")
-    status = await _visible(request, who, incident_id)
+    status = await _visible(request, who, incident_id, acting=True)
     role = _event_role(request, who, status.playbook, body)
     message = ExternalEvent(name=body.name, actor=who.person, data=body.data, role=role,
                             request_id=new_request_id())  # fmt: skip

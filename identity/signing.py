@@ -8,14 +8,14 @@ bypassing this door, is refused and recorded.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from identity.keys import KeyRing
 from roster import service as roster
 from workflows import signatures
-from workflows.models import IncidentInput, IncidentStatus
+from workflows.models import IncidentInput
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,9 +27,16 @@ def trusting(inp: IncidentInput, ring: KeyRing, url: str | None = None) -> Incid
     return inp.model_copy(update={"trusted_keys": ring.public_keys(), "roster": snapshot})
 
 
-def signed(ring: KeyRing, status: IncidentStatus, action: str, message: M) -> M:
+class Signable(Protocol):
+    """An incident as far as signing goes (its ``IncidentStatus``, or the API's ``Target``)."""
+
+    incident_id: str
+    trusted_key_ids: list[str]
+
+
+def signed(ring: KeyRing, incident: Signable, action: str, message: M) -> M:
     """``message`` with the API's signature for this incident and action (an incident opened
     before signing, which trusts no key, gets it too: it simply does not check)."""
-    fields = signatures.fields_of(status.incident_id, action, message)
-    signature = ring.sign(fields, trusted=status.trusted_key_ids or None)
+    fields = signatures.fields_of(incident.incident_id, action, message)
+    signature = ring.sign(fields, trusted=incident.trusted_key_ids or None)
     return message.model_copy(update={"signature": signature})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,14 @@ from workflows.models import (
     StepRequest,
     TimelineEntry,
 )
-from workflows.names import SIGNAL_APPROVE, SIGNAL_EVENT, SIGNAL_REJECT, workflow_id_for
+from workflows.names import (
+    MEMO_TRUSTED_KEYS,
+    SA_PLAYBOOK,
+    SIGNAL_APPROVE,
+    SIGNAL_EVENT,
+    SIGNAL_REJECT,
+    workflow_id_for,
+)
 
 COMMANDER_UPDATES = {
     "ack": IncidentWorkflow.acknowledge,
@@ -151,6 +159,40 @@ async def signal_and_confirm(
                 f"{timeout:.0f}s; check `incident timeline {incident_id}`"
             )
         await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the API must know of an incident before it acts on it: whose playbook it runs (who
+    may see it) and the keys its messages must be signed by."""
+
+    incident_id: str
+    playbook: str
+    trusted_key_ids: list[str]
+
+
+async def target(client: Client, incident_id: str) -> Target | IncidentStatus:
+    """``Target`` from ``describe`` alone (its search attributes and memo), which the server
+    answers without the incident's worker. A query is a task of that worker, which then forgets
+    the run (``worker.ForgetAfterLoneQuery``), so the action after it would replay the whole
+    history. An incident started without the memo is asked its ``status``; one that ended out of
+    band is reconciled and refused alike."""
+    await refuse_purged(incident_id)
+    try:
+        described = await handle(client, incident_id).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        await _ended_out_of_band(client, incident_id)
+        raise
+    # An incident's workflow completes only when its people close it; any other end is out of band.
+    if described.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+        return await status(client, incident_id)
+    playbook = described.typed_search_attributes.get(SA_PLAYBOOK)
+    keys = await described.memo_value(MEMO_TRUSTED_KEYS, None, type_hint=list[str])
+    if playbook is None or keys is None:
+        return await status(client, incident_id)
+    return Target(incident_id, playbook, keys)
 
 
 async def status(client: Client, incident_id: str) -> IncidentStatus:

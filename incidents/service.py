@@ -45,6 +45,7 @@ from workflows.models import (
     ReopenRequest,
 )
 from workflows.names import (
+    MEMO_TRUSTED_KEYS,
     SA_BREACHED,
     SA_PARENT,
     SA_PLAYBOOK,
@@ -174,6 +175,12 @@ def search_attributes(inp: IncidentInput, status: str = "open") -> TypedSearchAt
     return TypedSearchAttributes(pairs)
 
 
+def memo_of(inp: IncidentInput) -> dict[str, Any]:
+    """The memo an incident starts with: what the API must know before it acts on it, read
+    without a query (``incidents/actions.py`` ``target``)."""
+    return {MEMO_TRUSTED_KEYS: sorted(inp.trusted_keys)}
+
+
 async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> OpenResult:
     """Start the workflow; if it is already open, report it; if it closed, refuse: an incident
     id is unique forever (``reopen_incident`` continues a closed one)."""
@@ -189,6 +196,7 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             id=workflow_id,
             task_queue=task_queue,
             search_attributes=attributes,
+            memo=memo_of(inp),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_timeout=_task_timeout(),
@@ -284,6 +292,7 @@ async def reopen_incident(
         id=workflow_id,
         task_queue=task_queue,
         search_attributes=search_attributes(inp, state.status),
+        memo=memo_of(inp),
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         task_timeout=_task_timeout(),

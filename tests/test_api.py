@@ -254,3 +254,42 @@ async def test_a_forged_decision_sent_straight_to_temporal_is_refused_and_record
                        headers=as_("tok-casey"))  # fmt: skip
     assert r.status_code == 200, r.text
     await h.closed(target)
+
+
+async def test_an_action_learns_its_incident_from_describe_not_a_query(api, h, tmp_path):
+    """Before acting, the API reads whose playbook and which keys from the incident's search
+    attributes and memo: a query would be a task of its worker, which forgets the run after
+    it, so the action would replay the whole history. Shown on a queue no worker polls, where a
+    query could never be answered; an incident started without the memo is asked its status."""
+    import asyncio
+
+    from incidents.actions import Target, status, target
+    from incidents.service import build_input, start_incident
+    from tests.engine_support import incident_input, playbook
+
+    iid = f"API-T-{uuid.uuid4().hex[:6]}"
+    body = {"playbook": "physical-safety", "summary": "assault", "fields": PHYSICAL, "id": iid}
+    assert (await api.post("/incidents", json=body, headers=as_("tok-casey"))).status_code == 201
+    h.handles.append(handle(h.client, iid))
+    found = await target(h.client, iid)
+    known = await status(h.client, iid)
+    assert found == Target(iid, "physical-safety", known.trusted_key_ids)
+    assert found.trusted_key_ids  # opened through the API: it trusts the API's keys
+
+    idle = f"API-I-{uuid.uuid4().hex[:6]}"
+    inp = build_input(playbook="physical-safety", severity=None, summary="nobody works it",
+                      fields=PHYSICAL, incident_id=idle, opened_by="casey",
+                      settings=Settings(data_dir=tmp_path))  # fmt: skip
+    await start_incident(h.client, inp, f"no-worker-{uuid.uuid4().hex[:6]}")
+    try:
+        assert await asyncio.wait_for(target(h.client, idle), 10) == Target(
+            idle, "physical-safety", []
+        )
+    finally:
+        await handle(h.client, idle).terminate("test done")
+
+    without_memo = incident_input(playbook([{"id": "w", "kind": "wait_for", "event": "x"}]))
+    bare = await h.open(without_memo)
+    fallback = await target(h.client, without_memo.incident_id)
+    assert not isinstance(fallback, Target) and fallback.playbook == "test-playbook"
+    await h.close(bare)

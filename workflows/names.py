@@ -23,6 +23,9 @@ SA_PARENT = SearchAttributeKey.for_keyword(
     "IncidentParent"
 )  # a linked incident's parent (set at start)
 SEARCH_ATTRIBUTES = (SA_SEVERITY, SA_PLAYBOOK, SA_STATUS, SA_BREACHED, SA_ATTENTION, SA_PARENT)
+# The memo an incident starts with (continue-as-new carries it): the ids of the keys its messages
+# must be signed by, which the API reads with ``describe`` before it acts (incidents/actions.py).
+MEMO_TRUSTED_KEYS = "trusted_key_ids"
 
 RECORDS_ACTIVITY = "records.append"
 ARCHIVE_ACTIVITY = "records.archive_history"
