@@ -70,29 +70,33 @@ BENCH_PLAYBOOK = Playbook.model_validate({
 })  # fmt: skip
 
 
-EXPLANATION = """Why the engine still does about 2-2.5x the CPU of the plain workflow per incident
+EXPLANATION = """Why the engine still does about 2.3-2.5x the CPU of the plain workflow per incident
 (profiled with py-spy over the engine side of this bench, and by counting history events).
 The engine runs as the project's workers run it: a workflow cache that forgets a run after a
 query that came alone (`worker.ForgetAfterLoneQuery`), and the engine's own calls (records
-batches, the roster's on-call answer, its notifications, the archive's start) as activities,
-each with a task of its own, but for the roster's answer, a read, which is a local activity
-whenever the worker keeps a cache (`IncidentInput.local_reads`). As local activities (`CR_LOCAL_CALLS`, the "local calls" row) they are a marker each and
-the round trips are nearly the plain workflow's; they are off by default because a run rebuilt
-for a lone query runs them (`tests/test_kill_replay.py`). A batch carries what the records read
-(`records_view`) instead of the whole state, and search attributes set at start are not
-upserted again. What remains is work the plain workflow does not do at all. Of the worker
-process's busy samples about a quarter is the audit trail itself (`records/chain.py`:
-hash-chained audit rows, the projection, SLA outcomes and the board in one transaction, then a
-signed checkpoint appended and fsynced), about a third the SDK's workflow-task machinery
-(activations handed between threads, payload visitors and per-payload serialization context,
-the sandbox), a tenth sealing and opening payloads, and the rest activity plumbing and the
-archive (a workflow per closed run that fetches and stores its history). The dev server's extra
-CPU follows events and bytes: sealed payloads carry their key names, the input carries the
-playbook snapshot and each records call echoes the entries it wrote (so the timeline rebuilds
-from the history alone); payloads of 256 bytes or more are compressed before sealing. On a
-machine where the worker, the server and the load generator share 2 cores, that CPU is the
-throughput. The load generator answers when the engine tells Legal (its notification), as Legal
-would; the plain workflow tells no one and is polled with a status query."""
+batches, its notifications and pages, the archive's start) as activities, each with a task of
+its own, but for the roster's answer, a read, which is a local activity whenever the worker
+keeps a cache (`IncidentInput.local_reads`). As local activities (`CR_LOCAL_CALLS`, the "local
+calls" row) they are a marker each and the round trips are nearly the plain workflow's; they
+are off by default because a run rebuilt for a lone query runs them (`tests/test_kill_replay.py`).
+A batch carries what the records read (`records_view`) instead of the whole state, search
+attributes set at start are not upserted again, and the close sends its calls (the pages'
+resolutions, the closing message, the archiver's start) in one task before the last batch
+(`IncidentInput.close_together`). What remains is work the plain workflow does not do at all.
+Of the worker process's busy samples about a quarter is the audit trail itself
+(`records/chain.py`: hash-chained audit rows, the projection, SLA outcomes and the board in one
+transaction, then a signed checkpoint appended and fsynced), an eighth the archive (a workflow
+per closed run that fetches its history and stores it as JSON), a twentieth making the
+incident's data keys, and most of the rest the SDK's workflow-task machinery (activations
+handed between threads, payload visitors, and a serialization context per payload, which the
+sandbox computes by compiling and running a snippet: about a tenth) and activity plumbing. The
+dev server's extra CPU follows events and bytes: the input carries the playbook snapshot, each
+records call echoes the entries it wrote (so the timeline rebuilds from the history alone), and
+a sealed payload carries its nonce, tag and key label; payloads of 256 bytes or more are
+compressed before sealing. On a machine where the worker, the server and the load generator
+share 2 cores, that CPU is the throughput. The load generator answers when the engine tells
+Legal (its notification), as Legal would; the plain workflow tells no one and is polled with a
+status query."""
 
 
 NEXT_STEP: dict[str, float] = {}  # workflow id -> when the step after the approval started
