@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import EventType, TaskQueueKind, TimeoutType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHistory
 
 from audit.replay import load_document, replay
@@ -309,8 +309,12 @@ def workflow_task_waits(
     seconds: from ``at`` (or its scheduling) to the next completed workflow task, and why."""
     pending = start = None
     why = "workflow tasks queued"
+    sticky = False  # where the latest workflow task was scheduled
     for e in events:
         ts = e.event_time.ToNanoseconds() / 1e9
+        if e.event_type == _ET.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            kind = e.workflow_task_scheduled_event_attributes.task_queue.kind
+            sticky = kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY
         if start is None:
             if ts > at and pending is not None:
                 start = at
@@ -325,7 +329,13 @@ def workflow_task_waits(
                 pending = None if e.event_type in _TASK_ENDS else pending
                 continue
         if e.event_type == _ET.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-            why = _TIMEOUT_WHY.get(e.workflow_task_timed_out_event_attributes.timeout_type, why)
+            timeout = e.workflow_task_timed_out_event_attributes.timeout_type
+            if timeout == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START and not sticky:
+                # Only an Update's speculative task times out unstarted on the normal queue: one
+                # handed to the killed worker waits out the server's fixed 5 s.
+                why = "an Update's workflow task handed to the killed worker"
+            else:
+                why = _TIMEOUT_WHY.get(timeout, why)
         if e.event_type == _ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             return ts - start, why
     return None

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.enums.v1 import EventType, TaskQueueKind, TimeoutType
 from temporalio.api.history.v1 import HistoryEvent
 
 from bench.chaos_report import workflow_task_waits
@@ -51,7 +51,8 @@ def test_small_chaos_run_passes_every_check(tmp_path: Path) -> None:
 
 
 _KINDS = {
-    "scheduled": EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    "scheduled": EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,  # on the sticky queue
+    "scheduled_normal": EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,  # on the normal queue
     "started": EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
     "completed": EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     "timed_out": EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
@@ -64,7 +65,11 @@ def _history(*events: tuple[str, float]) -> list[HistoryEvent]:
     for n, (kind, at) in enumerate(events, 1):
         event = HistoryEvent(event_id=n, event_type=_KINDS[kind])
         event.event_time.FromNanoseconds(int(at * 1e9))
-        if kind == "timed_out":  # the sticky queue's schedule-to-start timeout
+        if kind.startswith("scheduled"):
+            queue = event.workflow_task_scheduled_event_attributes.task_queue
+            queue.kind = (TaskQueueKind.TASK_QUEUE_KIND_STICKY if kind == "scheduled"
+                          else TaskQueueKind.TASK_QUEUE_KIND_NORMAL)  # fmt: skip
+        if kind == "timed_out":  # a schedule-to-start timeout
             attrs = event.workflow_task_timed_out_event_attributes
             attrs.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
         out.append(event)
@@ -80,5 +85,11 @@ def test_the_stall_is_counted_from_the_kill_to_the_next_completed_workflow_task(
     # A task scheduled after the kill waits from its scheduling, not from the kill.
     history = _history(("completed", 90), ("signaled", 102), ("scheduled", 102), ("completed", 104))
     assert workflow_task_waits(history, at=100) == (2.0, "workflow tasks queued")
+    # An Update's (speculative) task on the normal queue handed to the killed worker: the
+    # server gives it a fixed 5 s before it schedules it again.
+    history = _history(("completed", 90), ("scheduled_normal", 99.9), ("timed_out", 104.9),
+                       ("scheduled", 104.9), ("completed", 105.1))  # fmt: skip
+    found = workflow_task_waits(history, at=100)
+    assert found is not None and round(found[0], 1) == 5.1 and "Update" in found[1]
     # Nothing pending and nothing scheduled during the outage: the kill did not touch it.
     assert workflow_task_waits(_history(("completed", 90), ("scheduled", 200)), at=100) is None
