@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.engine_support import (
     commander,
     entries,
@@ -321,15 +323,20 @@ async def test_incident_acknowledge_sla_met_when_acked_in_time(ts_env, hts):
     assert outcome.time_to_acknowledge < timedelta(minutes=15)
 
 
-async def test_the_close_sends_its_calls_together_then_the_last_records_batch(ts_env, hts):
+@pytest.mark.parametrize("pagerduty_down", [False, True])
+async def test_the_close_sends_its_calls_together_then_the_last_records_batch(
+    ts_env, hts, pagerduty_down
+):
     """``close_together`` (the front door's default): resolving the page, the closing message and
     the archiver's start leave in one workflow task; the last records batch follows them and
-    holds what they recorded."""
+    holds what they recorded, a resolution that failed included."""
     from temporalio.api.enums.v1 import EventType
 
     from audit.replay import rebuild
     from workflows.names import RECORDS_ACTIVITY
 
+    if pagerduty_down:
+        hts.stand_ins.fail.add("notify.pagerduty")
     inp = incident_input(playbook(WAITING, sla=ACK_SLA), local_calls=False, close_together=True)
     handle = await hts.open(inp)
     await wait_for_timeline(handle, has("step_started", "wait"))
@@ -359,6 +366,12 @@ async def test_the_close_sends_its_calls_together_then_the_last_records_batch(ts
     assert last_task > closing_task and by_task[last_task] == [RECORDS_ACTIVITY]
     batch = hts.stand_ins.named(RECORDS_ACTIVITY)[-1]
     assert [e["kind"] for e in batch["entries"]][-1] == "pages_resolved"
+    resolution = batch["entries"][-1]["detail"]
+    if pagerduty_down:
+        assert resolution == "PagerDuty alerts resolved: none; not resolved: ic-primary"
+        assert "notification_failed" in [e["kind"] for e in batch["entries"]]
+    else:
+        assert resolution == "PagerDuty alerts resolved: ic-primary"
     tl = await handle.query(IncidentWorkflow.timeline)
     assert kinds(tl).index("pages_resolved") > kinds(tl).index("closed")
     assert [e.kind for e in rebuild(handle.id, [history]).timeline] == kinds(tl)

@@ -159,9 +159,13 @@ class IncidentWorkflow(IncidentSignals, IncidentSteps):
         if policies:
             message = f"{self._label()}: closed; resolving its pages ({', '.join(policies)})"
             calls.append(self._notify(message, "pages-resolved"))
-        await asyncio.gather(*calls, self._tell_parent(), self._archive())
+        done = await asyncio.gather(*calls, self._tell_parent(), self._archive())
         if policies:
-            self._record("pages_resolved", f"PagerDuty alerts resolved: {', '.join(policies)}")
+            resolved = [p for p, ok in zip(policies, done, strict=False) if ok is True]
+            unresolved = [p for p in policies if p not in resolved]  # each failure is recorded
+            detail = f"PagerDuty alerts resolved: {', '.join(resolved) or 'none'}"
+            self._record("pages_resolved", detail + (
+                f"; not resolved: {', '.join(unresolved)}" if unresolved else ""))  # fmt: skip
         await self._flush_records()
 
     async def _walk(self) -> None:
