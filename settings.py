@@ -189,22 +189,16 @@ class Settings(BaseSettings):
     # How long intake waits for a suggestion before it opens with its routing rules alone.
     assist_intake_budget_seconds: float = 2.0
 
-    @property
-    def effective_local_calls(self) -> bool:
-        """Local activities need a worker that keeps the workflow between activations."""
-        return self.local_calls and self.workflow_cache_size > 0
-
-    @property
-    def effective_local_reads(self) -> bool:
-        """The roster's answer (a read) as a local activity: on any cached worker."""
-        return self.workflow_cache_size > 0
-
     def incident_options(self) -> dict[str, bool]:
         """How a new or reopened incident runs on these workers (``IncidentInput`` fields the
-        front door sets; histories recorded before each field replay with its default)."""
+        front door sets; histories recorded before each field replay with its default). Local
+        activities need a worker that keeps the workflow between activations: the engine's own
+        calls only when asked (``local_calls``), the roster's answer (a read) on any cached
+        worker."""
+        cached = self.workflow_cache_size > 0
         return {
-            "local_calls": self.effective_local_calls,
-            "local_reads": self.effective_local_reads,
+            "local_calls": self.local_calls and cached,
+            "local_reads": cached,
             "close_together": True,
         }
 

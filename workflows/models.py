@@ -211,7 +211,7 @@ class IncidentInput(BaseModel):
     # start) as local activities inside the workflow task (issue 11). Only for workers that keep
     # a workflow cache: the SDK cancels a run's local activities whenever it evicts the run, and
     # with no cache that is any task that overlaps another (the front door sets it from
-    # settings.effective_local_calls, off by default: see settings.local_calls).
+    # Settings.incident_options, off by default: see settings.local_calls).
     local_calls: bool = False
     # The roster's on-call answer alone as a local activity (set by the front door whenever its
     # workers keep a cache): a read with no side effect, so a run rebuilt for a lone query may
