@@ -10,6 +10,7 @@ when it stops; ``running_sandbox`` (tests) keeps it in memory unless given a fil
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -50,8 +51,14 @@ class SandboxServer(uvicorn.Server):
     def url(self) -> str:
         return f"http://{self.config.host}:{self.config.port}"
 
-    def start_in_thread(self, timeout: float = 10.0) -> None:
-        self._thread = threading.Thread(target=self.run, name="sandbox", daemon=True)
+    def start_in_thread(
+        self, timeout: float = 10.0, sockets: list[socket.socket] | None = None
+    ) -> None:
+        """Serve from a daemon thread, on ``sockets`` if given (bound by the caller) or on the
+        configured host and port; return once it listens."""
+        self._thread = threading.Thread(
+            target=self.run, kwargs={"sockets": sockets}, name="sandbox", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.started:
@@ -75,10 +82,38 @@ class SandboxServer(uvicorn.Server):
         self.app.state.sandbox.close()
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, for a server started a little later (tests, the demo).
+
+    It comes from below the kernel's ephemeral range when it can: a port ``bind(0)`` returns is
+    an ephemeral one, which any outgoing connection on the machine (a dev server's own, a
+    worker's) may take in the seconds before the server binds it. A port is handed out once
+    per process, so servers started side by side never get the same one.
+    """
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(10_000, low) if low > 11_000 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port found on {host}")
+
+
+def _ephemeral_low(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when it cannot tell)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 @contextlib.contextmanager

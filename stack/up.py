@@ -40,6 +40,7 @@ from stack.devserver import (
     wait_for_client,
 )
 from stack.first_run import ensure_console_password, ensure_local_admin, local_person
+from stack.listeners import Listeners, PortTaken, reserve
 from worker import run_workers
 
 
@@ -48,22 +49,28 @@ def run_stack(settings: Settings) -> None:
     private_umask()
     logs.configure()
     secure_dir(settings.data_dir)
+    try:
+        listeners = reserve(settings, sandbox=settings.salesforce_base_url is None)
+    except PortTaken as err:
+        print(f"incident up: {err}", file=sys.stderr, flush=True)
+        exit_process(1)
     host, port = split_address(settings.temporal_address)
     server = None
-    if port_open(host, port):
-        print(f"Temporal already answers at {settings.temporal_address}: using it")
-    else:
-        server = start_dev_server(settings)
-        set_retention(settings)
     code = 0
     try:
-        asyncio.run(_serve(settings, embedded=server is not None))
+        if port_open(host, port):
+            print(f"Temporal already answers at {settings.temporal_address}: using it")
+        else:
+            server = start_dev_server(settings)
+            set_retention(settings)
+        asyncio.run(_serve(settings, listeners, embedded=server is not None))
     except KeyboardInterrupt:
         pass
     except Exception as err:  # noqa: BLE001 - one line, then a clean stop
         print(f"incident up: {err}", file=sys.stderr)
         code = 1
     finally:
+        listeners.close()
         if server is not None:
             stop_process(server)
         print("stopped", flush=True)
@@ -79,14 +86,14 @@ def payload_keys(settings: Settings) -> str:
     return f"sealed (AES-256-GCM), master keys in {ring.path or 'CR_MASTER_KEYS'}"
 
 
-async def _serve(settings: Settings, *, embedded: bool) -> None:
+async def _serve(settings: Settings, listeners: Listeners, *, embedded: bool) -> None:
     keys = await asyncio.to_thread(payload_keys, settings)
     client = await wait_for_client(lambda: connect(settings))
     await ensure_search_attributes(client)
     sandbox = None
-    if settings.salesforce_base_url is None:
+    if listeners.sandbox is not None:
         sandbox = SandboxServer(settings, settings.sandbox_host, settings.sandbox_port)
-        sandbox.start_in_thread()
+        sandbox.start_in_thread(sockets=[listeners.sandbox])
     admin_token = await asyncio.to_thread(ensure_local_admin, settings)
     console_password = await asyncio.to_thread(ensure_console_password, settings)
     new_secret = _intake_secret(settings)
@@ -99,8 +106,8 @@ async def _serve(settings: Settings, *, embedded: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    intake_task = asyncio.create_task(intake.serve())
-    api_task = asyncio.create_task(api.serve())
+    intake_task = asyncio.create_task(intake.serve(sockets=[listeners.intake]))
+    api_task = asyncio.create_task(api.serve(sockets=[listeners.api]))
     spawned = _spawn_workers(settings)
     workers = asyncio.create_task(
         run_workers(settings, stop, client) if not spawned else stop.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -155,6 +156,26 @@ def test_make_run_starts_on_a_data_directory_that_does_not_exist_yet(tmp_path: P
     assert proc.wait(timeout=30) in (0, -signal.SIGINT, 2), log.read_text()
     assert "stopped" in log.read_text() and "Traceback" not in log.read_text()
     assert not port_open("127.0.0.1", int(env["CR_TEMPORAL_ADDRESS"].rsplit(":", 1)[1]))
+
+
+def test_a_taken_port_stops_up_at_once_with_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """Another program on the API's port: `incident up` says which setting to change and starts
+    nothing (no dev server); the ports it serves on are bound before anything else starts, so a
+    dev server's own connections can never take them (a CI run once lost the API's port so)."""
+    env = stack_env(tmp_path / "data")
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", int(env["CR_API_PORT"])))
+        other.listen()
+        proc = subprocess.run([str(BIN / "incident"), "up"], env=env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+    port = env["CR_API_PORT"]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (
+        f"incident up: CR_API_PORT={port}: 127.0.0.1:{port} is already in use by another "
+        "program; set CR_API_PORT to a free port"
+    )
+    assert not (tmp_path / "data" / "temporal.db").exists()
+    assert not port_open("127.0.0.1", int(env["CR_INTAKE_PORT"]))  # released, not leaked
 
 
 def status(env: dict[str, str], incident: str) -> dict[str, Any]:
