@@ -134,17 +134,14 @@ async def test_failed_attempts_are_counted_by_vendor(dev_env):
 
 
 def test_the_worker_serves_its_metrics_on_its_port(records_url, tmp_path):
-    import socket
-
     import httpx
 
+    from sandbox.server import free_port
     from settings import Settings
     from worker import serve_metrics
 
     assert serve_metrics(Settings(data_dir=tmp_path)) is False  # off by default
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     seed()
     assert serve_metrics(Settings(data_dir=tmp_path, worker_metrics_port=port)) is True
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
