@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy settings.py starter.py worker.py connection.py terminal.py logs.py \
 		workflows playbooks activities records incidents audit reports intake stack api roster identity client encryption \
-		insights console assist
+		insights console assist bench
 
 house: install
 	$(BIN)/python scripts/house.py

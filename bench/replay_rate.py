@@ -10,6 +10,7 @@ used.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
@@ -23,7 +24,7 @@ async def fetch_histories(client: Client, workflow_ids: list[str]) -> list[Workf
 
 async def replay_rate(
     histories: list[WorkflowHistory],
-    workflows: list[type],
+    workflows: Sequence[type],
     client: Client,
     runner: WorkflowRunner,
 ) -> dict[str, Any]:
