@@ -62,8 +62,9 @@ async def append(batch: RecordBatch) -> dict[str, Any]:
 @activity.defn(name=ARCHIVE_ACTIVITY)
 @heartbeats
 async def archive_history(request: ArchiveRequest) -> ArchiveResult:
-    """Store the closed incident run and its continue-as-new predecessors (retries until closed)."""
-    return await archive_chain(activity.client(), request)
+    """Store the closed incident run and its continue-as-new predecessors (retries until closed;
+    a worker that stops hands the wait to the next one)."""
+    return await archive_chain(activity.client(), request, until=activity.wait_for_worker_shutdown)
 
 
 @activity.defn(name=ARCHIVE_START_ACTIVITY)

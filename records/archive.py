@@ -7,9 +7,9 @@ auditors' tools read these rows back once the namespace's retention has deleted 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -210,16 +210,31 @@ def _known_runs(workflow_id: str) -> dict[str, str | None]:
     return {r.run_id: json.loads(r.manifest_json).get("previous_run_id") for r in rows}
 
 
-async def _wait_until_closed(handle: Any, seconds: float = 60) -> None:
+async def _wait_until_closed(
+    handle: Any, until: Callable[[], Awaitable[None]] | None, seconds: float = 60
+) -> None:
     """The archiver starts just before its parent run ends: wait for that end (a long poll)
-    rather than fail and log a retry for what is the normal case."""
-    with contextlib.suppress(Exception):  # timeout, or the run failed/continued: describe decides
-        async with asyncio.timeout(seconds):
-            await handle.result(follow_runs=False)
+    rather than fail and log a retry for what is the normal case. ``until`` (the worker's
+    shutdown) ends the wait early: a worker holds its shutdown for a local activity in flight,
+    and a stopping worker should hand the archive to the next one, not hold it a minute."""
+    closed = asyncio.ensure_future(handle.result(follow_runs=False))
+    waits: set[asyncio.Future[Any]] = {closed}
+    if until is not None:
+        waits.add(asyncio.ensure_future(until()))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        # timeout, shutdown, or the run failed/continued: describe decides
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
-async def archive_chain(client: Client, request: ArchiveRequest) -> ArchiveResult:
-    """Wait for the run to close (retrying if it stays open), then store it and its predecessors."""
+async def archive_chain(
+    client: Client, request: ArchiveRequest, until: Callable[[], Awaitable[None]] | None = None
+) -> ArchiveResult:
+    """Wait for the run to close (retrying if it stays open; ``until`` ends the wait early), then
+    store it and its predecessors."""
     handle = client.get_workflow_handle(request.workflow_id, run_id=request.run_id)
     try:
         description = await handle.describe()
@@ -232,7 +247,7 @@ async def archive_chain(client: Client, request: ArchiveRequest) -> ArchiveResul
             ) from err
         raise
     if description.status == WorkflowExecutionStatus.RUNNING:
-        await _wait_until_closed(handle)
+        await _wait_until_closed(handle, until)
         description = await handle.describe()
     if description.status == WorkflowExecutionStatus.RUNNING:
         raise ApplicationError(

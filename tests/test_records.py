@@ -365,3 +365,32 @@ async def test_a_real_incident_matches_its_records_archive_and_rebuilt_timeline(
     assert [m.name for m in case.messages] == ["acknowledge", "approve", "event", "close"]
     code, text = await replay_items(items, ReplayFormat.text)
     assert code == 0 and f"hash {inp.playbook_hash}" in text
+
+
+async def test_a_stopping_worker_ends_the_archivers_wait_for_the_close(dev_env):
+    """The archiver waits (up to a minute) for its incident run to close; a worker shutting down
+    ends that wait at once, with the retryable "still running", so the next worker takes the
+    archive over and the stop is not held (a local activity in flight holds a worker's stop)."""
+    import time
+    import uuid
+
+    from temporalio.exceptions import ApplicationError
+
+    from workflows.archive import ArchiveRequest
+
+    handle = await dev_env.client.start_workflow(  # on a queue no worker polls: it stays open
+        "NobodyRunsThis", id=f"open-{uuid.uuid4().hex[:8]}", task_queue="nobody-polls"
+    )
+    request = ArchiveRequest(incident_id="INC-X", workflow_id=handle.id,
+                             run_id=handle.result_run_id or "")  # fmt: skip
+    env = ActivityEnvironment(client=dev_env.client)
+    started = time.monotonic()
+    archiving = asyncio.ensure_future(env.run(records.archive_history, request))
+    await asyncio.sleep(0.5)
+    assert not archiving.done()  # waiting for the close
+    env.worker_shutdown()
+    with pytest.raises(ApplicationError) as refused:
+        await asyncio.wait_for(archiving, 10)
+    assert refused.value.type == "IncidentStillRunning" and not refused.value.non_retryable
+    assert time.monotonic() - started < 10  # not the minute's wait
+    await handle.terminate("test over")
