@@ -211,16 +211,16 @@ def _known_runs(workflow_id: str) -> dict[str, str | None]:
 
 
 async def _wait_until_closed(
-    handle: Any, until: Callable[[], Awaitable[None]] | None, seconds: float = 60
+    handle: Any, until: Callable[[], Awaitable[None]], seconds: float = 60
 ) -> None:
     """The archiver starts just before its parent run ends: wait for that end (a long poll)
     rather than fail and log a retry for what is the normal case. ``until`` (the worker's
     shutdown) ends the wait early: a worker holds its shutdown for a local activity in flight,
     and a stopping worker should hand the archive to the next one, not hold it a minute."""
-    closed = asyncio.ensure_future(handle.result(follow_runs=False))
-    waits: set[asyncio.Future[Any]] = {closed}
-    if until is not None:
-        waits.add(asyncio.ensure_future(until()))
+    waits = {
+        asyncio.ensure_future(handle.result(follow_runs=False)),
+        asyncio.ensure_future(until()),
+    }
     try:
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -231,10 +231,10 @@ async def _wait_until_closed(
 
 
 async def archive_chain(
-    client: Client, request: ArchiveRequest, until: Callable[[], Awaitable[None]] | None = None
+    client: Client, request: ArchiveRequest, until: Callable[[], Awaitable[None]]
 ) -> ArchiveResult:
-    """Wait for the run to close (retrying if it stays open; ``until`` ends the wait early), then
-    store it and its predecessors."""
+    """Wait for the run to close (retrying if it stays open; ``until``, the worker's shutdown,
+    ends the wait early), then store it and its predecessors."""
     handle = client.get_workflow_handle(request.workflow_id, run_id=request.run_id)
     try:
         description = await handle.describe()

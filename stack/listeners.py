@@ -46,7 +46,7 @@ def reserve(settings: Settings, *, sandbox: bool) -> Listeners:
     bound: list[socket.socket] = []
     try:
         for prefix, host, port in wanted:
-            bound.append(bind(prefix, host, port))
+            bound.append(_bind(prefix, host, port))
     except PortTaken:
         for sock in bound:
             sock.close()
@@ -54,9 +54,9 @@ def reserve(settings: Settings, *, sandbox: bool) -> Listeners:
     return Listeners(bound[0], bound[1], bound[2] if sandbox else None)
 
 
-def bind(prefix: str, host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` as uvicorn would bind it (address reuse on, inheritable
-    off), ready for ``uvicorn.Server.serve(sockets=[...])``; ``prefix`` names the settings
+def _bind(prefix: str, host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn would bind it (address reuse on; Python's
+    sockets are not inherited by child processes), ready for ``uvicorn.Server.serve(sockets=[...])``; ``prefix`` names the settings
     (``CR_API`` for ``CR_API_HOST`` and ``CR_API_PORT``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
